@@ -1,0 +1,8 @@
+"""gpt2_sweep: controlled sampling sweeps over Hugging Face causal LMs."""
+import os
+
+# MKL's reproducible mode makes each sample's float32 logits independent of the batch it runs in
+# (see generation.MIN_DECODE_ROWS). It must be set before MKL's first use.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+__version__ = "0.1.0"

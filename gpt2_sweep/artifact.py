@@ -1,0 +1,64 @@
+"""The run's JSON artifact: the original script's keys plus what makes a run reproducible."""
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from .errors import UsageError
+
+ARTIFACT_NAME = "samples.json"
+PACKAGES = ("torch", "transformers", "lightning", "hydra-core", "omegaconf", "tokenizers")
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Fail before any generation if `path` cannot be written; creates nothing that stays."""
+    if path.is_dir():
+        raise UsageError(f"{option}={str(path)!r} is a directory: give a file path")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{option}={str(path)!r} cannot be written: {ancestor} is not a directory")
+    if ancestor == path.parent:
+        try:
+            with tempfile.TemporaryFile(dir=ancestor):
+                pass
+            return
+        except OSError as error:
+            raise UsageError(f"{option}={str(path)!r} cannot be written: {error.strerror}") from error
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{option}={str(path)!r} cannot be written: {ancestor} is not writable")
+
+
+def write_json_atomic(path: Path, document: dict) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_artifact(path: Path) -> dict:
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)

@@ -1,0 +1,39 @@
+"""Bad input ends in one line on stderr and exit code 2, whether Hydra or the run finds it."""
+import os
+import sys
+from contextlib import contextmanager
+
+from hydra.errors import CompactHydraException, MissingConfigException
+
+from .errors import UsageError
+
+
+def one_line(error: Exception) -> str:
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        return f"{group}={name} is not a preset: one of {', '.join(error.options)}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if isinstance(error.__cause__, Exception) and str(error.__cause__).strip():
+        lines.append(str(error.__cause__).strip().splitlines()[0])
+    return "; ".join(lines[:2]) or type(error).__name__
+
+
+@contextmanager
+def usage_errors_as_one_line():
+    """Run a @hydra.main function so that bad input prints one line and exits with 2.
+
+    Hydra prints composition errors (an unknown preset, a bad override) itself unless
+    HYDRA_FULL_ERROR is set; with it set they reach us. A user who set it gets Hydra's full report.
+    """
+    user_wants_full_error = "HYDRA_FULL_ERROR" in os.environ
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(UsageError.exit_code)
+    except CompactHydraException as error:
+        if user_wants_full_error:
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(UsageError.exit_code)

@@ -1,0 +1,82 @@
+"""The `devices` config group mapped onto Lightning's Trainer arguments, checked against this machine."""
+import torch
+
+from .errors import UsageError
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("64-true", "32-true", "bf16-true", "16-true", "bf16-mixed", "16-mixed")
+LOAD_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16}
+
+
+def parse_ids(ids):
+    """'auto', a count (2), a list of indices ([0, 1]) or the original's string form ('0,1')."""
+    if ids == "auto":
+        return "auto"
+    if isinstance(ids, bool):
+        raise UsageError(f"devices.ids={ids!r} is not allowed: give auto, a count, a list of indices or '0,1'")
+    if isinstance(ids, int) and ids >= 1:
+        return ids
+    if isinstance(ids, str):
+        text = ids.strip().strip(",")
+        if text.isdigit() and "," not in ids:
+            return parse_ids(int(text))
+        parts = [part.strip() for part in text.split(",")]
+        if text and all(part.isdigit() for part in parts):
+            return [int(part) for part in parts]
+    elif isinstance(ids, (list, tuple)) and ids and all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        if len(set(ids)) == len(ids):
+            return list(ids)
+    raise UsageError(f"devices.ids={ids!r} is not allowed: give auto, a count, a list of indices or '0,1'")
+
+
+def available(accelerator: str) -> int:
+    if accelerator in ("gpu", "cuda"):
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator == "mps":
+        return int(torch.backends.mps.is_available())
+    return 1
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    if accelerator != "auto":
+        return "gpu" if accelerator == "cuda" else accelerator
+    for candidate in ("gpu", "mps"):
+        if available(candidate):
+            return candidate
+    return "cpu"
+
+
+def trainer_arguments(devices_cfg) -> dict:
+    """accelerator, devices, precision and strategy for lightning.Trainer."""
+    accelerator = devices_cfg.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise UsageError(f"devices.accelerator={accelerator!r} is not allowed: one of {', '.join(ACCELERATORS)}")
+    precision = str(devices_cfg.get("precision", "32-true"))
+    if precision not in PRECISIONS:
+        raise UsageError(f"devices.precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
+    accelerator = resolve_accelerator(accelerator)
+    ids = parse_ids(devices_cfg.get("ids", "auto"))
+    count = available(accelerator)
+    if count == 0:
+        raise UsageError(f"devices.accelerator={accelerator}: this machine has no such device; "
+                         f"allowed here: auto, cpu")
+    if ids == "auto":
+        ids = 1
+    if accelerator == "cpu" and isinstance(ids, list):
+        raise UsageError(f"devices.ids={ids} is not allowed on the CPU: give a count of processes")
+    if accelerator != "cpu":
+        wanted = ids if isinstance(ids, list) else list(range(ids))
+        if max(wanted) >= count:
+            raise UsageError(f"devices.ids={devices_cfg.get('ids')!r}: this machine has {count} "
+                             f"{accelerator} device(s), indices 0 to {count - 1}")
+    if (len(ids) if isinstance(ids, list) else ids) > 1:
+        raise UsageError(f"devices.ids={devices_cfg.get('ids')!r}: runs on several devices are not "
+                         "supported yet; use one device")
+    return {"accelerator": accelerator, "devices": ids, "precision": precision,
+            "strategy": devices_cfg.get("strategy", "auto")}
+
+
+def load_dtype(precision: str) -> torch.dtype:
+    """The dtype to load weights in: the target dtype for bf16/16-true, else float32."""
+    return LOAD_DTYPES.get(precision, torch.float32)

@@ -1,0 +1,87 @@
+"""The run's settings read from the composed config, each checked, with one-line errors."""
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .schedules import SCHEDULES
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def boolean(value, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{key}={value!r} is not allowed: true or false")
+    return value
+
+
+def value_range(value, key: str, upper: float) -> tuple[float, float]:
+    allowed = "[0, inf)" if upper == math.inf else f"[0, {upper:g}]"
+    if (value is None or isinstance(value, str) or len(value) != 2
+            or not all(is_number(v) and 0 <= v <= upper for v in value)):
+        shown = list(value) if value is not None and not isinstance(value, str) else value
+        raise UsageError(f"{key}={shown!r} is not allowed: two numbers [start, end], each in {allowed}")
+    return float(value[0]), float(value[1])
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    num_samples: int
+    max_length: int
+    prompt: str | None
+    seed: int
+    batch_size: int | None
+    stop_at_eos: bool
+    output_json: Path | None
+    temperature: bool
+    nucleus: bool
+    temperature_range: tuple[float, float]
+    nucleus_range: tuple[float, float]
+    schedule: str
+
+
+def read_options(cfg) -> RunOptions:
+    """Check every top-level and sampler option; raise UsageError naming the first bad one."""
+    num_samples = cfg.get("num_samples")
+    if not is_int(num_samples) or num_samples < 1:
+        raise UsageError(f"num_samples={num_samples!r} is not allowed: an integer >= 1")
+    max_length = cfg.get("max_length")
+    if not is_int(max_length) or max_length < 2:
+        raise UsageError(f"max_length={max_length!r} is not allowed: an integer above the prompt's "
+                         "length in tokens (at least 2)")
+    batch_size = cfg.get("batch_size")
+    if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
+        raise UsageError(f"batch_size={batch_size!r} is not allowed: null (all samples at once) or an integer >= 1")
+    seed = cfg.get("seed")
+    if not is_int(seed) or seed < 0:
+        raise UsageError(f"seed={seed!r} is not allowed: an integer >= 0")
+    prompt = cfg.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise UsageError(f"prompt={prompt!r} is not allowed: text (quote it, e.g. prompt='\"{prompt}\"') or null")
+    output_json = cfg.get("output_json")
+    if output_json is not None and (not isinstance(output_json, str) or not output_json.strip()):
+        raise UsageError(f"output_json={output_json!r} is not allowed: a file path or null")
+    sampler = cfg.sampler
+    schedule = sampler.get("schedule", "paired")
+    if schedule not in SCHEDULES:
+        raise UsageError(f"sampler.schedule={schedule!r} is not allowed: one of {', '.join(SCHEDULES)}")
+    return RunOptions(
+        num_samples=num_samples,
+        max_length=max_length,
+        prompt=prompt,
+        seed=seed,
+        batch_size=batch_size,
+        stop_at_eos=boolean(cfg.get("stop_at_eos", False), "stop_at_eos"),
+        output_json=Path(output_json).expanduser() if output_json else None,
+        temperature=boolean(sampler.get("temperature"), "sampler.temperature"),
+        nucleus=boolean(sampler.get("nucleus"), "sampler.nucleus"),
+        temperature_range=value_range(sampler.get("temperature_range"), "sampler.temperature_range", math.inf),
+        nucleus_range=value_range(sampler.get("nucleus_range"), "sampler.nucleus_range", 1.0),
+        schedule=schedule,
+    )

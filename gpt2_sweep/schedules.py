@@ -1,0 +1,40 @@
+"""Which temperature and nucleus value each sample of a sweep gets."""
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEDULES = ("paired", "grid")
+BOTH_OFF_WARNING = (
+    "Neither the temperature nor the nucleus sweep is on: every sample would be the same "
+    "(all share one random stream), so num_samples is set to 1."
+)
+BOTH_ON_PAIRED_WARNING = (
+    "Both sweeps are on: sample i pairs the i-th temperature with the i-th nucleus value "
+    "(sampler.schedule=grid takes every combination)."
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    temperature: float
+    nucleus: float
+
+
+def axis(enabled: bool, value_range, count: int) -> list[float]:
+    """linspace(start, end, count) when the sweep is on, else the neutral value 1.0 once."""
+    if not enabled:
+        return [1.0]
+    start, end = value_range
+    return [float(v) for v in np.linspace(start, end, count)]
+
+
+def sweep_settings(temperature: bool, nucleus: bool, temperature_range, nucleus_range,
+                   num_samples: int, schedule: str = "paired") -> tuple[list[Setting], list[str]]:
+    """The settings of every sample, in order, and the warnings the choice deserves."""
+    temperatures = axis(temperature, temperature_range, num_samples)
+    nuclei = axis(nucleus, nucleus_range, num_samples)
+    if not (temperature or nucleus):
+        return [Setting(1.0, 1.0)], [BOTH_OFF_WARNING] if num_samples > 1 else []
+    if temperature and nucleus and schedule == "paired":
+        return [Setting(t, p) for t, p in zip(temperatures, nuclei)], [BOTH_ON_PAIRED_WARNING]
+    return [Setting(t, p) for t in temperatures for p in nuclei], []

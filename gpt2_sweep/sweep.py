@@ -1,0 +1,151 @@
+"""One sweep: check the options, load the model, sample on a schedule, write samples.json."""
+import logging
+import platform
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+from transformers.utils import logging as transformers_logging
+
+from . import __version__
+from .artifact import ARTIFACT_NAME, check_writable, library_versions, write_json_atomic
+from .devices import load_dtype, trainer_arguments
+from .errors import UsageError
+from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
+from .module import SamplingModule, sample_loader
+from .options import RunOptions, read_options
+from .sampling import shared_uniforms
+from .schedules import sweep_settings
+
+log = logging.getLogger(__name__)
+
+
+def start_ids(tokenizer, prompt: str | None) -> list[int]:
+    """The prompt's encoding, or one BOS token (EOS where there is no BOS) without a prompt."""
+    ids = tokenizer.encode(prompt) if prompt else []
+    if ids:
+        return ids
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if start is None:
+        raise UsageError("prompt=null needs a tokenizer with a BOS or EOS token; give a prompt")
+    return [start]
+
+
+def check_length(options: RunOptions, prompt_length: int, context: int | None) -> None:
+    if options.max_length <= prompt_length:
+        raise UsageError(f"max_length={options.max_length} is not allowed: it counts the prompt's "
+                         f"{prompt_length} tokens, so it must be above {prompt_length}")
+    if context is not None and options.max_length > context:
+        raise UsageError(f"max_length={options.max_length} is not allowed: the model takes at most "
+                         f"{context} tokens")
+
+
+def cut_at_stop(tokens: list[int], prompt_length: int, stop_token_id) -> list[int]:
+    """Tokens up to and including the first generated stop token."""
+    if stop_token_id is None or stop_token_id not in tokens[prompt_length:]:
+        return tokens
+    return tokens[:tokens.index(stop_token_id, prompt_length) + 1]
+
+
+def quiet_libraries() -> None:
+    """Keep the console to the run's own output and Lightning's progress bar."""
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+
+
+def run_sweep(cfg, output_dir: Path) -> Path:
+    """Generate every sample of the configured sweep; return the path of samples.json."""
+    quiet_libraries()
+    options = read_options(cfg)
+    trainer_args = trainer_arguments(cfg.devices)
+    artifact_path = Path(output_dir) / ARTIFACT_NAME
+    check_writable(artifact_path, "hydra.run.dir")
+    if options.output_json is not None:
+        check_writable(options.output_json, "output_json")
+    settings, notes = sweep_settings(options.temperature, options.nucleus, options.temperature_range,
+                                     options.nucleus_range, options.num_samples, options.schedule)
+    for note in notes:
+        log.warning(note)
+
+    source = resolve_source(cfg.model)
+    tokenizer = load_tokenizer(source)
+    prompt_ids = start_ids(tokenizer, options.prompt)
+    check_length(options, len(prompt_ids), context_length(load_config(source)))
+    model = load_model(source, load_dtype(trainer_args["precision"]))
+
+    stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
+    uniforms = shared_uniforms(options.seed, options.max_length - 1)
+    module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, options.max_length,
+                            stop_token_id)
+    batch_size = options.batch_size or len(settings)
+    trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, default_root_dir=str(output_dir))
+    batches = trainer.predict(module, sample_loader(len(settings), batch_size))
+    rows = {}
+    for batch in batches:
+        for index, tokens in zip(batch["indices"].tolist(), batch["tokens"].tolist()):
+            rows[index] = cut_at_stop(tokens, len(prompt_ids), stop_token_id)
+
+    texts = []
+    for index, setting in enumerate(settings):
+        tokens = rows[index]
+        texts.append({
+            "nucleus": setting.nucleus,
+            "temperature": setting.temperature,
+            "text": tokenizer.decode(tokens, skip_special_tokens=True),
+            "continuation": tokenizer.decode(tokens[len(prompt_ids):], skip_special_tokens=True),
+            "tokens": tokens,
+            "prompt_tokens": len(prompt_ids),
+        })
+    parameter = next(module.model.parameters())
+    artifact = {
+        "metadata": {
+            "model_name": cfg.model.name,
+            "num_samples": len(settings),
+            "max_length": options.max_length,
+            "nucleus": options.nucleus,
+            "temperatures": options.temperature,
+            "prompt": options.prompt,
+            "p_values": uniforms.tolist(),
+            "seed": options.seed,
+            "num_samples_requested": options.num_samples,
+            "schedule": options.schedule,
+            "batch_size": batch_size,
+            "stop_at_eos": options.stop_at_eos,
+            "device": str(parameter.device),
+            "device_name": device_name(parameter.device),
+            "dtype": str(parameter.dtype).removeprefix("torch."),
+            "precision": trainer_args["precision"],
+            "versions": {"gpt2_sweep": __version__, **library_versions()},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        },
+        "texts": texts,
+    }
+    write_json_atomic(artifact_path, artifact)
+    if options.output_json is not None:
+        write_json_atomic(options.output_json, artifact)
+    print_samples(texts)
+    print(f"Samples written to {artifact_path}"
+          + (f" and {options.output_json}" if options.output_json is not None else ""))
+    return artifact_path
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def print_samples(texts: list[dict]) -> None:
+    for number, sample in enumerate(texts, start=1):
+        print(f"\n--- Sample {number} (temperature={sample['temperature']:.3g}, "
+              f"nucleus={sample['nucleus']:.3g}) ---")
+        print(sample["text"])
+    print()

@@ -1,0 +1,19 @@
+"""Sampling sweeps over a causal LM: `python run.py [overrides]`, `python run.py -m a=1,2 b=x,y`."""
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from gpt2_sweep.cli import usage_errors_as_one_line
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg) -> None:
+    from gpt2_sweep.sweep import run_sweep  # Lightning takes seconds to import: not for --help
+
+    run_sweep(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    with usage_errors_as_one_line():
+        main()

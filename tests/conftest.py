@@ -1,0 +1,75 @@
+import os
+
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # before torch is first imported, as the package does
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import settings
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
+settings.load_profile("ci")
+
+REPO = Path(__file__).resolve().parent.parent
+END_OF_TEXT = "<|endoftext|>"
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A sweep over temperature and nucleus values shows how decoding changes text.",
+    "Language models write one token at a time, each drawn from a distribution.",
+    "Every sample of a run shares one vector of uniform random numbers.",
+    "Émoji 🦊 and quotes \" ' and 日本語 text must work too.",
+] * 20
+
+
+def train_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer of a few hundred tokens, like GPT-2's but tiny."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=[END_OF_TEXT],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=END_OF_TEXT,
+                                   eos_token=END_OF_TEXT)
+
+
+def tiny_gpt2(vocab_size: int, seed: int = 0, n_positions: int = 64) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=2,
+                        n_head=2, bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # larger logits than the default init: peaked but not degenerate
+        model.lm_head.weight.mul_(6)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return train_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    return tiny_gpt2(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer, tiny_model):
+    """A directory written by save_pretrained: what `model.name=<dir>` reads."""
+    directory = tmp_path_factory.mktemp("tiny-gpt2")
+    tiny_model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def run_cli(*overrides, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """`python run.py OVERRIDES` in a subprocess, as a user runs it."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, overrides)],
+                          cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
