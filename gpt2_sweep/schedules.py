@@ -21,11 +21,15 @@ class Setting:
 
 
 def axis(enabled: bool, value_range, count: int) -> list[float]:
-    """linspace(start, end, count) when the sweep is on, else the neutral value 1.0 once."""
+    """linspace(start, end, count) when the sweep is on, else the neutral value 1.0 once.
+
+    Values are rounded to 12 significant digits (0.4, not 0.39999999999999997): the samplers work
+    in float32, which cannot tell the two apart.
+    """
     if not enabled:
         return [1.0]
     start, end = value_range
-    return [float(v) for v in np.linspace(start, end, count)]
+    return [float(f"{v:.12g}") for v in np.linspace(start, end, count)]
 
 
 def sweep_settings(temperature: bool, nucleus: bool, temperature_range, nucleus_range,

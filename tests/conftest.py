@@ -44,7 +44,7 @@ def tiny_gpt2(vocab_size: int, seed: int = 0, n_positions: int = 64) -> GPT2LMHe
                         n_head=2, bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
     model = GPT2LMHeadModel(config).eval()
     with torch.no_grad():  # larger logits than the default init: peaked but not degenerate
-        model.lm_head.weight.mul_(6)
+        model.lm_head.weight.mul_(20)
     return model
 
 

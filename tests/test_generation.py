@@ -1,0 +1,109 @@
+"""The decode loop against a plain loop that recomputes every step without a cache."""
+import torch
+import torch.nn.functional as F
+
+from gpt2_sweep.generation import MIN_DECODE_ROWS, generate
+from gpt2_sweep.sampling import shared_uniforms
+from gpt2_sweep.sweep import cut_at_stop, start_ids
+from reference import SAFE_MARGIN, reference_pick
+
+TEMPERATURES = torch.tensor([0.0, 0.3, 0.7, 1.0, 1.2, 1.0])
+NUCLEI = torch.tensor([0.0, 0.5, 0.9, 1.0, 1.0, 0.2])
+
+
+def reference_generate(model, prompt_ids, temperature, nucleus, uniforms, max_length):
+    """One sample, the whole sequence re-run each step, picks by the float64 reference.
+
+    Returns the tokens up to the first step whose pick rounding could decide, and whether it ran
+    to the end without meeting one."""
+    tokens = list(prompt_ids)
+    with torch.no_grad():
+        for position in range(len(prompt_ids), max_length):
+            logits = model(input_ids=torch.tensor([tokens])).logits[0, -1]
+            token, u_margin, nucleus_margin = reference_pick(logits.numpy(), temperature, nucleus,
+                                                             float(uniforms[position - 1]))
+            if min(u_margin, nucleus_margin) <= SAFE_MARGIN:
+                return tokens, False
+            tokens.append(token)
+    return tokens, True
+
+
+def test_generate_matches_the_plain_reference_loop(tiny_model, tokenizer):
+    prompt = tokenizer.encode("The quick brown")
+    uniforms = shared_uniforms(7, 23)
+    tokens = generate(tiny_model, torch.tensor(prompt), TEMPERATURES, NUCLEI, uniforms, 24)
+    assert tokens.shape == (6, 24)
+    complete = 0
+    for row, (t, p) in enumerate(zip(TEMPERATURES.tolist(), NUCLEI.tolist())):
+        expected, ran_to_end = reference_generate(tiny_model, prompt, t, p, uniforms, 24)
+        assert tokens[row, :len(expected)].tolist() == expected
+        complete += ran_to_end
+    assert complete >= 5
+    assert len(set(map(tuple, tokens.tolist()))) >= 4  # the settings do change the text
+
+
+def test_position_t_reads_uniform_t_minus_one(tiny_model, tokenizer):
+    prompt = tokenizer.encode("A sweep over")
+    uniforms = shared_uniforms(0, 15)
+    temperatures, nuclei = torch.ones(4), torch.ones(4)
+    base = generate(tiny_model, torch.tensor(prompt), temperatures, nuclei, uniforms, 16)
+    first = len(prompt)  # the first generated position reads uniforms[first - 1]
+    before = uniforms.clone()
+    before[: first - 1] = 1 - before[: first - 1]  # positions inside the prompt draw nothing
+    assert torch.equal(generate(tiny_model, torch.tensor(prompt), temperatures, nuclei, before, 16), base)
+    changed = uniforms.clone()
+    changed[first - 1] = (changed[first - 1] + 0.5) % 1
+    other = generate(tiny_model, torch.tensor(prompt), temperatures, nuclei, changed, 16)
+    assert torch.equal(other[:, :first], base[:, :first])
+    assert not torch.equal(other[:, first], base[:, first])
+
+
+def test_tokens_do_not_depend_on_batch_size_or_grouping(tiny_model, tokenizer):
+    prompt = torch.tensor(tokenizer.encode("Every sample"))
+    uniforms = shared_uniforms(3, 29)
+    whole = generate(tiny_model, prompt, TEMPERATURES, NUCLEI, uniforms, 30)
+    for groups in ([[0], [1], [2], [3], [4], [5]], [[5, 0], [3, 1, 4], [2]], [[4, 2, 0, 1, 3, 5]]):
+        for group in groups:
+            part = generate(tiny_model, prompt, TEMPERATURES[group], NUCLEI[group], uniforms, 30)
+            assert torch.equal(part, whole[group]), group
+
+
+def test_linear_rows_are_batch_invariant_from_the_minimum_decode_batch():
+    """The property the decode loop relies on (MKL_CBWR strict mode, set by the package)."""
+    generator = torch.Generator().manual_seed(0)
+    x, w = torch.randn(70, 256, generator=generator), torch.randn(1024, 256, generator=generator)
+    full = F.linear(x, w)
+    for rows in range(MIN_DECODE_ROWS, 70, 7):
+        assert torch.equal(F.linear(x[:rows], w), full[:rows]), rows
+
+
+def test_stop_token_ends_each_row_and_generation(tiny_model, tokenizer):
+    prompt = torch.tensor(tokenizer.encode("The lazy"))
+    uniforms = shared_uniforms(1, 19)
+    free = generate(tiny_model, prompt, TEMPERATURES, NUCLEI, uniforms, 20)
+    stop = free[3, len(prompt) + 2].item()  # a token row 3 produces
+    stopped = generate(tiny_model, prompt, TEMPERATURES, NUCLEI, uniforms, 20, stop_token_id=stop)
+    for row in range(6):
+        expected = cut_at_stop(free[row].tolist(), len(prompt), stop)
+        assert cut_at_stop(stopped[row].tolist(), len(prompt), stop) == expected
+    assert all(stop in row[len(prompt):] for row in stopped.tolist()) or stopped.shape[1] == 20
+
+
+def test_cut_at_stop_keeps_the_first_generated_stop_token():
+    assert cut_at_stop([9, 0, 5, 0, 7, 0], 2, 0) == [9, 0, 5, 0]
+    assert cut_at_stop([9, 0, 5, 6], 2, 0) == [9, 0, 5, 6]
+    assert cut_at_stop([9, 5], 1, None) == [9, 5]
+
+
+def test_start_is_the_prompt_encoding_or_one_bos_or_eos(tokenizer):
+    assert start_ids(tokenizer, "The fox") == tokenizer.encode("The fox")
+    assert start_ids(tokenizer, None) == [tokenizer.bos_token_id]
+    assert start_ids(tokenizer, "") == [tokenizer.bos_token_id]
+
+    class NoBos:
+        bos_token_id, eos_token_id = None, 7
+
+        def encode(self, text):
+            return []
+
+    assert start_ids(NoBos(), None) == [7]

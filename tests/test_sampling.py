@@ -1,0 +1,148 @@
+"""The sampling rule, against a float64 reference, transformers' warpers and hand-made cases."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+from gpt2_sweep.sampling import (filtered_sorted_distribution, inverse_cdf_pick, nucleus_mask,
+                                 select_tokens, shared_uniforms, sorted_probabilities)
+from reference import SAFE_MARGIN, reference_pick
+
+
+def full_distribution(logits, temperatures, nuclei):
+    """The filtered distribution scattered back into vocabulary order."""
+    sorted_probs, sorted_ids = filtered_sorted_distribution(logits, temperatures, nuclei)
+    return torch.zeros_like(sorted_probs).scatter_(-1, sorted_ids, sorted_probs)
+
+
+def test_shared_uniforms_are_seeded_and_in_unit_interval():
+    first = shared_uniforms(0, 49)
+    assert first.shape == (49,) and first.dtype == torch.float32
+    assert torch.equal(first, shared_uniforms(0, 49))
+    assert torch.equal(first[:10], shared_uniforms(0, 10))  # a prefix of a longer run
+    assert not torch.equal(first, shared_uniforms(1, 49))
+    assert bool(((first >= 0) & (first < 1)).all())
+
+
+def test_sort_is_descending_with_ties_broken_by_lower_token_id():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 3.0, 2.0]])
+    probs, ids = sorted_probabilities(logits, torch.tensor([1.0]))
+    assert ids.tolist() == [[1, 3, 2, 4, 0]]
+    assert bool((probs[0, :-1] >= probs[0, 1:]).all())
+
+
+def test_nucleus_keeps_the_smallest_set_whose_mass_reaches_the_value():
+    probs = torch.tensor([[0.5, 0.25, 0.125, 0.125]] * 6)  # exact in binary
+    nuclei = torch.tensor([0.0, 0.5, 0.6, 0.75, 0.76, 1.0])
+    kept = nucleus_mask(probs, nuclei).sum(-1).tolist()
+    assert kept == [1, 1, 2, 2, 3, 4]
+
+
+def test_nucleus_of_one_or_more_keeps_every_token_even_with_rounding():
+    probs = torch.full((1, 1000), 1e-3)  # sums to slightly off 1 in float32
+    assert bool(nucleus_mask(probs, torch.tensor([1.0])).all())
+    assert bool(nucleus_mask(probs, torch.tensor([1.5])).all())
+
+
+def test_inverse_cdf_picks_the_first_token_whose_cumulative_mass_exceeds_u():
+    probs = torch.tensor([[0.5, 0.25, 0.25, 0.0]] * 5)
+    uniforms = [0.0, 0.49, 0.5, 0.75, 0.9999]
+    picks = [inverse_cdf_pick(probs[i:i + 1], u).item() for i, u in enumerate(uniforms)]
+    assert picks == [0, 0, 1, 2, 2]
+
+
+def test_when_rounding_leaves_no_token_the_last_kept_token_with_mass_is_taken():
+    probs = torch.tensor([[0.5, 0.25, 0.2499, 0.0, 0.0]])  # sums to 0.9999 < u
+    assert inverse_cdf_pick(probs, 0.99995).item() == 2
+
+
+def test_temperature_zero_is_greedy_whatever_u_and_nucleus():
+    logits = torch.tensor([[0.1, 2.0, 2.0, -1.0]] * 3)
+    for u in (0.0, 0.5, 0.999):
+        tokens = select_tokens(logits, torch.zeros(3), torch.tensor([0.0, 0.5, 1.0]), u)
+        assert tokens.tolist() == [1, 1, 1]
+
+
+def test_nucleus_zero_keeps_only_the_top_token():
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    for u in (0.0, 0.3, 0.99):
+        tokens = select_tokens(logits, torch.full((4,), 1.3), torch.zeros(4), u)
+        assert tokens.tolist() == logits.argmax(-1).tolist()
+
+
+def test_rows_are_independent_and_share_the_uniform():
+    logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
+    temperatures, nuclei = torch.tensor([0.7, 1.0, 1.2]), torch.tensor([0.9, 1.0, 0.3])
+    together = select_tokens(logits, temperatures, nuclei, 0.42)
+    alone = [select_tokens(logits[i:i + 1], temperatures[i:i + 1], nuclei[i:i + 1], 0.42).item()
+             for i in range(3)]
+    assert together.tolist() == alone
+
+
+def test_sampling_runs_in_float32_at_least():
+    logits = torch.randn(2, 30, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    probs, _ = filtered_sorted_distribution(logits, torch.ones(2), torch.ones(2))
+    assert probs.dtype == torch.float32
+    probs64, _ = filtered_sorted_distribution(logits.double(), torch.ones(2), torch.ones(2))
+    assert probs64.dtype == torch.float64
+
+
+@given(seed=st.integers(0, 2**31 - 1), vocab=st.integers(2, 300),
+       temperature=st.sampled_from([0.0, 0.05, 0.5, 1.0, 1.7]) | st.floats(0.01, 3.0),
+       nucleus=st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0), uniform=st.floats(0.0, 0.9999999))
+def test_picks_match_the_float64_reference(seed, vocab, temperature, nucleus, uniform):
+    logits = torch.randn(1, vocab, generator=torch.Generator().manual_seed(seed)) * 4
+    token = select_tokens(logits, torch.tensor([temperature]), torch.tensor([nucleus]),
+                          torch.tensor(uniform, dtype=torch.float32)).item()
+    expected, u_margin, nucleus_margin = reference_pick(logits[0].numpy(), float(np.float32(temperature)),
+                                                        float(np.float32(nucleus)), float(np.float32(uniform)))
+    if min(u_margin, nucleus_margin) > SAFE_MARGIN:
+        assert token == expected
+
+
+@given(seed=st.integers(0, 2**31 - 1), temperature=st.floats(0.2, 2.0), top_p=st.floats(0.05, 0.99))
+def test_filtered_distribution_matches_transformers_warpers(seed, temperature, top_p):
+    logits = torch.randn(1, 200, generator=torch.Generator().manual_seed(seed)) * 3
+    scores = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits.clone()))
+    expected = torch.softmax(scores, dim=-1)
+    ours = full_distribution(logits, torch.tensor([temperature]), torch.tensor([top_p]))
+    sorted_probs, _ = sorted_probabilities(logits, torch.tensor([temperature]))
+    mass_before = torch.cumsum(sorted_probs, -1) - sorted_probs
+    if (mass_before - top_p).abs().min() > SAFE_MARGIN:  # no token sits on the boundary
+        assert torch.equal(ours > 0, expected > 0)
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("temperature, nucleus", [(1.0, 1.0), (0.7, 0.8), (1.5, 0.5)])
+def test_token_frequencies_under_random_u_match_the_filtered_distribution(temperature, nucleus):
+    logits = torch.randn(1, 12, generator=torch.Generator().manual_seed(3)) * 1.5
+    draws = 20000
+    uniforms = torch.rand(draws, generator=torch.Generator().manual_seed(4))
+    rows = logits.expand(draws, -1)
+    tokens = select_tokens(rows, torch.full((draws,), temperature), torch.full((draws,), nucleus),
+                           uniforms.unsqueeze(-1))
+    observed = torch.bincount(tokens, minlength=12).double() / draws
+    expected = full_distribution(logits, torch.tensor([temperature]), torch.tensor([nucleus]))[0].double()
+    assert torch.equal(observed > 0, expected > 0)
+    tolerance = 5 * torch.sqrt(expected * (1 - expected) / draws) + 1e-9  # five standard errors
+    assert bool(((observed - expected).abs() <= tolerance).all()), (observed, expected)
+
+
+def test_a_thousand_random_picks_match_the_reference():
+    generator = torch.Generator().manual_seed(5)
+    compared = 0
+    for _ in range(1000):
+        vocab = int(torch.randint(2, 120, (1,), generator=generator))
+        logits = torch.randn(1, vocab, generator=generator) * 3
+        temperature = float(torch.rand(1, generator=generator)) * 2
+        nucleus = float(torch.rand(1, generator=generator))
+        uniform = torch.rand((), generator=generator)
+        token = select_tokens(logits, torch.tensor([temperature]), torch.tensor([nucleus]), uniform).item()
+        expected, u_margin, nucleus_margin = reference_pick(
+            logits[0].numpy(), float(np.float32(temperature)), float(np.float32(nucleus)), float(uniform))
+        if min(u_margin, nucleus_margin) > SAFE_MARGIN:
+            compared += 1
+            assert token == expected
+    assert compared > 990
