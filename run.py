@@ -11,7 +11,8 @@ from gpt2_sweep.cli import usage_errors_as_one_line
 def main(cfg) -> None:
     from gpt2_sweep.sweep import run_sweep  # Lightning takes seconds to import: not for --help
 
-    run_sweep(cfg, Path(HydraConfig.get().runtime.output_dir))
+    with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
+        run_sweep(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def one_line(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if isinstance(error.__cause__, Exception) and str(error.__cause__).strip():
         lines.append(str(error.__cause__).strip().splitlines()[0])
-    return "; ".join(lines[:2]) or type(error).__name__
+    return " ".join(lines[:2]) or type(error).__name__
 
 
 @contextmanager

