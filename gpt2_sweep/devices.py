@@ -6,6 +6,7 @@ import torch
 from .errors import UsageError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp_spawn")
 PRECISIONS = ("64-true", "32-true", "bf16-true", "16-true", "bf16-mixed", "16-mixed")
 LOAD_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16}
 
@@ -72,11 +73,13 @@ def trainer_arguments(devices_cfg) -> dict:
         if max(wanted) >= count:
             raise UsageError(f"devices.ids={devices_cfg.get('ids')!r}: this machine has {count} "
                              f"{accelerator} device(s), indices 0 to {count - 1}")
-    if (len(ids) if isinstance(ids, list) else ids) > 1:
-        raise UsageError(f"devices.ids={devices_cfg.get('ids')!r}: runs on several devices are not "
-                         "supported yet; use one device")
-    return {"accelerator": accelerator, "devices": ids, "precision": precision,
-            "strategy": devices_cfg.get("strategy", "auto")}
+    strategy = devices_cfg.get("strategy", "auto")
+    if strategy not in STRATEGIES:
+        raise UsageError(f"devices.strategy={strategy!r} is not allowed: one of {', '.join(STRATEGIES)} "
+                         "(ddp_spawn also works inside a multirun)")
+    if (len(ids) if isinstance(ids, list) else ids) > 1 and strategy == "auto":
+        strategy = "ddp_spawn"
+    return {"accelerator": accelerator, "devices": ids, "precision": precision, "strategy": strategy}
 
 
 def load_dtype(precision: str) -> torch.dtype:

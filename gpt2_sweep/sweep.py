@@ -1,6 +1,7 @@
 """One sweep: check the options, load the model, sample on a schedule, write samples.json."""
 import logging
 import platform
+import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,20 +80,23 @@ def run_sweep(cfg, output_dir: Path) -> Path:
     # Lightning takes seconds to import: bad input is reported before that.
     import lightning as L
 
-    from .module import SamplingModule, sample_loader
+    from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
 
     stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
     uniforms = shared_uniforms(options.seed, options.max_length - 1)
     module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, options.max_length,
                             stop_token_id)
     batch_size = options.batch_size or len(settings)
-    trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, default_root_dir=str(output_dir))
-    batches = trainer.predict(module, sample_loader(len(settings), batch_size))
-    rows = {}
-    for batch in batches:
-        for index, tokens in zip(batch["indices"].tolist(), batch["tokens"].tolist()):
-            rows[index] = cut_at_stop(tokens, len(prompt_ids), stop_token_id)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".ranks-", dir=output_dir) as rank_dir:
+        trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
+                            enable_model_summary=False, default_root_dir=str(output_dir),
+                            callbacks=[RankResultWriter(Path(rank_dir))])
+        trainer.predict(module, sample_loader(len(settings), batch_size), return_predictions=False)
+        drawn, device, dtype = read_rank_results(Path(rank_dir))
+    if sorted(drawn) != list(range(len(settings))):
+        raise RuntimeError(f"expected samples 0 to {len(settings) - 1}, got {sorted(drawn)}")
+    rows = {index: cut_at_stop(tokens, len(prompt_ids), stop_token_id) for index, tokens in drawn.items()}
 
     texts = []
     for index, setting in enumerate(settings):
@@ -105,7 +109,6 @@ def run_sweep(cfg, output_dir: Path) -> Path:
             "tokens": tokens,
             "prompt_tokens": len(prompt_ids),
         })
-    parameter = next(module.model.parameters())
     artifact = {
         "metadata": {
             "model_name": cfg.model.name,
@@ -120,9 +123,10 @@ def run_sweep(cfg, output_dir: Path) -> Path:
             "schedule": options.schedule,
             "batch_size": batch_size,
             "stop_at_eos": options.stop_at_eos,
-            "device": str(parameter.device),
-            "device_name": device_name(parameter.device),
-            "dtype": str(parameter.dtype).removeprefix("torch."),
+            "device": device,
+            "device_name": device_name(torch.device(device)),
+            "devices": trainer_args["devices"],
+            "dtype": dtype,
             "precision": trainer_args["precision"],
             "versions": {"gpt2_sweep": __version__, **library_versions()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -135,6 +135,7 @@ BAD_INPUTS = [
     (["sampler.schedule=diagonal"], "sampler.schedule='diagonal'"),
     (["devices=gpu"], "devices.accelerator=gpu"),
     (["devices.ids=[0,1]"], "devices.ids"),
+    (["devices.strategy=fsdp"], "devices.strategy"),
     (["devices.precision=8-true"], "devices.precision='8-true'"),
     (["output_json=/etc/hostname/results.json"], "output_json="),
     (["model=gpt5"], "model=gpt5"),
@@ -179,3 +180,14 @@ def test_pickle_checkpoints_load_only_when_allowed(tiny_model, tokenizer, tmp_pa
                       f"hydra.run.dir={tmp_path / 'b'}")
     assert allowed.returncode == 0, allowed.stderr
     assert len(artifact(tmp_path / "b")["texts"][0]["tokens"]) == 8
+
+
+def test_ddp_on_two_cpu_processes_gives_the_single_process_artifact(sweep_run, tiny_model_dir, tmp_path):
+    directory, _ = sweep_run
+    result = run_cli(f"model.name={tiny_model_dir}", "sampler=both", "num_samples=3", "max_length=16",
+                     f"prompt='{PROMPT}'", "devices=ddp", "devices.accelerator=cpu", "devices.ids=2",
+                     "batch_size=1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert artifact(tmp_path)["texts"] == artifact(directory)["texts"]
+    assert artifact(tmp_path)["metadata"]["devices"] == 2
+    assert not list(tmp_path.glob(".ranks-*"))
