@@ -3,16 +3,24 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from gpt2_sweep.cli import usage_errors_as_one_line
+from gpt2_sweep.jobs import failure_recorded
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg) -> None:
     from gpt2_sweep.sweep import run_sweep  # Lightning takes seconds to import: not for --help
 
-    with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
-        run_sweep(cfg, Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # one job's failure must not end the others
+        with failure_recorded(output_dir, list(hydra_cfg.overrides.task)):
+            run_sweep(cfg, output_dir)
+    else:
+        with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
+            run_sweep(cfg, output_dir)
 
 
 if __name__ == "__main__":

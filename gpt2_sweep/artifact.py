@@ -59,6 +59,49 @@ def write_json_atomic(path: Path, document: dict) -> None:
         raise
 
 
-def read_artifact(path: Path) -> dict:
-    with open(path, encoding="utf-8") as stream:
-        return json.load(stream)
+def read_json(path: Path) -> dict | None:
+    """The JSON object in path, or None where there is none or it does not parse."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def read_artifact(path: Path) -> dict | None:
+    """The artifact at path, or None where there is none or it is not a complete one."""
+    document = read_json(path)
+    if document is None or not {"metadata", "texts"} <= set(document):
+        return None
+    return document
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key: old -> new' for each leaf that differs, keys dotted."""
+    differences = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return differences
+
+
+def holds_artifact_of(path: Path, config: dict) -> bool:
+    """True when path holds a complete artifact of this config (`overwrite` aside), False when it
+    holds none; a complete artifact of another config is an error, never silently replaced."""
+    document = read_artifact(path)
+    if document is None:
+        return False
+    old = dict(document["metadata"].get("config") or {})
+    new = dict(config)
+    for resolved in (old, new):
+        resolved.pop("overwrite", None)
+    differences = config_differences(old, new)
+    if differences:
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+        raise UsageError(f"{path} holds the samples of another config ({shown}): overwrite=true "
+                         "replaces them, or choose another hydra.run.dir / hydra.sweep.dir")
+    return True

@@ -3,18 +3,26 @@ import os
 import sys
 from contextlib import contextmanager
 
-from hydra.errors import CompactHydraException, MissingConfigException
+from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 
 from .errors import UsageError
+
+
+def visible(text: str) -> str:
+    """Control characters shown as escapes, so that the message stays on one readable line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def one_line(error: Exception) -> str:
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
         group, _, name = error.missing_cfg_file.rpartition("/")
         return f"{group}={name} is not a preset: one of {', '.join(error.options)}"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [visible(line.strip()) for line in str(error).splitlines() if line.strip()]
+    if isinstance(error, OverrideParseException):
+        return (f"cannot parse the override ({lines[0] if lines else ''}): quote a value that holds "
+                "spaces, commas, brackets or unusual characters, e.g. prompt=\"'The fox, the hound'\"")
     if isinstance(error.__cause__, Exception) and str(error.__cause__).strip():
-        lines.append(str(error.__cause__).strip().splitlines()[0])
+        lines.append(visible(str(error.__cause__).strip().splitlines()[0]))
     return " ".join(lines[:2]) or type(error).__name__
 
 

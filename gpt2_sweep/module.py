@@ -1,12 +1,16 @@
 """The Lightning side: a dataset of sample indices and a module whose predict_step samples them."""
+import logging
 from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from .generation import CausalLM, generate
+
+log = logging.getLogger(__name__)
 
 
 class SampleIndices(Dataset):
@@ -32,12 +36,37 @@ class SamplingModule(L.LightningModule):
         self.uniforms = uniforms
         self.max_length = max_length
         self.stop_token_id = stop_token_id
+        self.max_rows = None  # set after an out-of-memory error
 
     def predict_step(self, indices, batch_idx=0):
         indices = indices.cpu()
-        tokens = generate(CausalLM(self.model), self.prompt_ids, self.temperatures[indices],
-                          self.nuclei[indices], self.uniforms, self.max_length, self.stop_token_id)
-        return {"indices": indices, "tokens": tokens.cpu()}
+        return {"indices": indices, "tokens": self.sample(indices)}
+
+    def sample(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens of these samples. After an out-of-memory error the batch is halved, for this batch
+        and every later one: the samples stay the same, since rows never interact."""
+        if self.max_rows is not None and len(indices) > self.max_rows:
+            parts = [self.sample(part) for part in indices.split(self.max_rows)]
+            return join_rows(parts, self.stop_token_id)
+        try:
+            return generate(CausalLM(self.model), self.prompt_ids, self.temperatures[indices],
+                            self.nuclei[indices], self.uniforms, self.max_length, self.stop_token_id).cpu()
+        except torch.OutOfMemoryError:
+            if len(indices) == 1:
+                raise
+            self.max_rows = (len(indices) + 1) // 2
+        # Retried outside the except block, so that the failed attempt's tensors are freed first.
+        log.warning(f"Out of memory with {len(indices)} samples in a batch: continuing with at most "
+                    f"{self.max_rows}")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return self.sample(indices)
+
+
+def join_rows(parts: list[torch.Tensor], stop_token_id) -> torch.Tensor:
+    """Stack token batches; rows that stopped early are padded with the stop token."""
+    length = max(part.shape[1] for part in parts)
+    return torch.cat([F.pad(part, (0, length - part.shape[1]), value=stop_token_id or 0) for part in parts])
 
 
 def sample_loader(count: int, batch_size: int | None) -> DataLoader:

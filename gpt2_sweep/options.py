@@ -38,6 +38,7 @@ class RunOptions:
     seed: int
     batch_size: int | None
     stop_at_eos: bool
+    overwrite: bool
     output_json: Path | None
     temperature: bool
     nucleus: bool
@@ -78,6 +79,7 @@ def read_options(cfg) -> RunOptions:
         seed=seed,
         batch_size=batch_size,
         stop_at_eos=boolean(cfg.get("stop_at_eos", False), "stop_at_eos"),
+        overwrite=boolean(cfg.get("overwrite", False), "overwrite"),
         output_json=Path(output_json).expanduser() if output_json else None,
         temperature=boolean(sampler.get("temperature"), "sampler.temperature"),
         nucleus=boolean(sampler.get("nucleus"), "sampler.nucleus"),

@@ -1,6 +1,7 @@
 """One sweep: check the options, load the model, sample on a schedule, write samples.json."""
 import logging
 import platform
+import shutil
 import tempfile
 import warnings
 from datetime import datetime, timezone
@@ -11,15 +12,18 @@ from omegaconf import OmegaConf
 from transformers.utils import logging as transformers_logging
 
 from . import __version__
-from .artifact import ARTIFACT_NAME, check_writable, library_versions, write_json_atomic
+from .artifact import (ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions,
+                       write_json_atomic)
 from .devices import load_dtype, trainer_arguments
 from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
+from .memory import gpu_batch_size
 from .options import RunOptions, read_options
 from .sampling import shared_uniforms
 from .schedules import sweep_settings
 
 log = logging.getLogger(__name__)
+RANK_DIR_PREFIX = ".ranks-"
 
 
 def start_ids(tokenizer, prompt: str | None) -> list[int]:
@@ -34,6 +38,9 @@ def start_ids(tokenizer, prompt: str | None) -> list[int]:
 
 
 def check_length(options: RunOptions, prompt_length: int, context: int | None) -> None:
+    if context is not None and prompt_length >= context:
+        raise UsageError(f"prompt is {prompt_length} tokens long: the model takes at most {context} "
+                         "tokens, the generated ones included")
     if options.max_length <= prompt_length:
         raise UsageError(f"max_length={options.max_length} is not allowed: it counts the prompt's "
                          f"{prompt_length} tokens, so it must be above {prompt_length}")
@@ -59,11 +66,20 @@ def quiet_libraries() -> None:
 
 
 def run_sweep(cfg, output_dir: Path) -> Path:
-    """Generate every sample of the configured sweep; return the path of samples.json."""
+    """Generate every sample of the configured sweep; return the path of samples.json.
+
+    A run dir that already holds the artifact of the same config is left as it is.
+    """
     quiet_libraries()
+    output_dir = Path(output_dir)
     options = read_options(cfg)
     trainer_args = trainer_arguments(cfg.devices)
-    artifact_path = Path(output_dir) / ARTIFACT_NAME
+    config = OmegaConf.to_container(cfg, resolve=True)
+    artifact_path = output_dir / ARTIFACT_NAME
+    if not options.overwrite and holds_artifact_of(artifact_path, config):
+        print(f"Skipped: {artifact_path} already holds the samples of this config "
+              "(overwrite=true generates them again)")
+        return artifact_path
     check_writable(artifact_path, "hydra.run.dir")
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
@@ -77,30 +93,16 @@ def run_sweep(cfg, output_dir: Path) -> Path:
         log.warning(note)
     model = load_model(source, load_dtype(trainer_args["precision"]))
 
-    # Lightning takes seconds to import: bad input is reported before that.
-    import lightning as L
-
-    from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
-
+    remove_leftovers(output_dir)
     stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
     uniforms = shared_uniforms(options.seed, options.max_length - 1)
-    module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, options.max_length,
-                            stop_token_id)
-    batch_size = options.batch_size or len(settings)
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ranks-", dir=output_dir) as rank_dir:
-        trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
-                            enable_model_summary=False, default_root_dir=str(output_dir),
-                            callbacks=[RankResultWriter(Path(rank_dir))])
-        trainer.predict(module, sample_loader(len(settings), batch_size), return_predictions=False)
-        drawn, device, dtype = read_rank_results(Path(rank_dir))
-    if sorted(drawn) != list(range(len(settings))):
-        raise RuntimeError(f"expected samples 0 to {len(settings) - 1}, got {sorted(drawn)}")
-    rows = {index: cut_at_stop(tokens, len(prompt_ids), stop_token_id) for index, tokens in drawn.items()}
-
+    batch_size = options.batch_size or default_batch_size(model, len(settings), options.max_length,
+                                                          trainer_args)
+    drawn, device, dtype = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
+                                        stop_token_id, batch_size, trainer_args, output_dir)
     texts = []
     for index, setting in enumerate(settings):
-        tokens = rows[index]
+        tokens = cut_at_stop(drawn[index], len(prompt_ids), stop_token_id)
         texts.append({
             "nucleus": setting.nucleus,
             "temperature": setting.temperature,
@@ -130,7 +132,7 @@ def run_sweep(cfg, output_dir: Path) -> Path:
             "precision": trainer_args["precision"],
             "versions": {"gpt2_sweep": __version__, **library_versions()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": config,
         },
         "texts": texts,
     }
@@ -141,6 +143,43 @@ def run_sweep(cfg, output_dir: Path) -> Path:
     print(f"Samples written to {artifact_path}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
+
+
+def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_id, batch_size,
+                 trainer_args, output_dir: Path) -> tuple[dict[int, list[int]], str, str]:
+    """Every sample's tokens by index, through Lightning's Trainer.predict on the configured devices;
+    also the device and dtype they were drawn with."""
+    # Lightning takes seconds to import: bad input is reported before that.
+    import lightning as L
+
+    from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
+
+    module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, max_length, stop_token_id)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=RANK_DIR_PREFIX, dir=output_dir) as rank_dir:
+        trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
+                            enable_model_summary=False, default_root_dir=str(output_dir),
+                            callbacks=[RankResultWriter(Path(rank_dir))])
+        trainer.predict(module, sample_loader(len(settings), batch_size), return_predictions=False)
+        drawn, device, dtype = read_rank_results(Path(rank_dir))
+    if sorted(drawn) != list(range(len(settings))):
+        raise RuntimeError(f"expected samples 0 to {len(settings) - 1}, got {sorted(drawn)}")
+    return drawn, device, dtype
+
+
+def default_batch_size(model, num_samples: int, max_length: int, trainer_args: dict) -> int:
+    """batch_size=null: every sample at once, except on GPUs, where what fits in memory."""
+    if trainer_args["accelerator"] != "gpu":
+        return num_samples
+    return gpu_batch_size(model, num_samples, max_length, trainer_args["devices"])
+
+
+def remove_leftovers(output_dir: Path) -> None:
+    """Temporary files of an earlier run of this dir that was killed."""
+    for path in output_dir.glob(f"{RANK_DIR_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in output_dir.glob(f".{ARTIFACT_NAME}.*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def device_name(device: torch.device) -> str:
