@@ -15,12 +15,13 @@ def main(cfg) -> None:
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode == RunMode.MULTIRUN:  # one job's failure must not end the others
-        with failure_recorded(output_dir, list(hydra_cfg.overrides.task)):
-            run_sweep(cfg, output_dir)
+        with failure_recorded(output_dir, overrides):
+            run_sweep(cfg, output_dir, overrides)
     else:
         with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
-            run_sweep(cfg, output_dir)
+            run_sweep(cfg, output_dir, overrides)
 
 
 if __name__ == "__main__":

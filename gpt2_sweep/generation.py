@@ -1,10 +1,12 @@
 """The decode loop: prefill the shared prompt once, then one token per step for the whole batch."""
 import inspect
+from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
 
-from .sampling import select_tokens
+from .sampling import sample_step
 
 # MKL in its reproducible mode (MKL_CBWR, set by the package) computes each row of a matrix
 # product the same way whatever the batch, but only from 4 rows up: smaller batches are padded.
@@ -31,6 +33,34 @@ class CausalLM:
         return self.model(input_ids=input_ids, **kwargs).logits[:, -1]
 
 
+@dataclass
+class Generated:
+    """A batch of samples: token ids (batch, length), prompt included, and per generated position
+    (batch, length - prompt length) the step's log p under the model, entropy and support size."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    entropies: torch.Tensor
+    support_sizes: torch.Tensor
+
+    def rows(self, selection) -> "Generated":
+        return Generated(*(getattr(self, f.name)[selection] for f in fields(self)))
+
+    def cpu(self) -> "Generated":
+        return Generated(*(getattr(self, f.name).cpu() for f in fields(self)))
+
+    @staticmethod
+    def cat(parts: list["Generated"], pad_token: int) -> "Generated":
+        """Batches one after another; rows of a batch that stopped early are padded."""
+        length = max(part.tokens.shape[1] for part in parts)
+
+        def joined(name, value):
+            return torch.cat([F.pad(getattr(part, name), (0, length - part.tokens.shape[1]), value=value)
+                              for part in parts])
+        return Generated(joined("tokens", pad_token), joined("logprobs", 0.0),
+                         joined("entropies", 0.0), joined("support_sizes", 0))
+
+
 def pad_rows(values: torch.Tensor, rows: int) -> torch.Tensor:
     """Repeat the last entry until there are `rows` entries."""
     return torch.cat([values, values[-1:].expand(rows - len(values))])
@@ -38,7 +68,7 @@ def pad_rows(values: torch.Tensor, rows: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None):
-    """Token ids (batch, length) of one sample per (temperature, nucleus) pair.
+    """One sample per (temperature, nucleus) pair: a Generated batch.
 
     Position t >= 1 is drawn with uniforms[t - 1]. With stop_token_id set, generation ends once
     every row has produced it, and a row that has is filled with it from then on.
@@ -55,6 +85,7 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
 
     tokens = torch.empty(rows, max_length, dtype=torch.long, device=device)
     tokens[:, :prompt_length] = prompt_ids
+    steps = []
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     cache = lm.new_cache()
     # The prompt is the same for every sample: one forward at batch 1, its cache shared by all rows.
@@ -62,7 +93,9 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
     cache.batch_repeat_interleave(rows)
     end = max_length
     for position in range(prompt_length, max_length):
-        next_tokens = select_tokens(logits, temperatures, nuclei, uniforms[position - 1])
+        step = sample_step(logits, temperatures, nuclei, uniforms[position - 1])
+        steps.append(step)
+        next_tokens = step.tokens
         if stop_token_id is not None:
             next_tokens = torch.where(finished, stop_token_id, next_tokens)
             finished |= next_tokens == stop_token_id
@@ -71,4 +104,9 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
             end = position + 1
             break
         logits = lm.last_logits(next_tokens.unsqueeze(-1), cache)
-    return tokens[:batch, :end]
+    return Generated(
+        tokens=tokens[:batch, :end],
+        logprobs=torch.stack([step.logprobs for step in steps], dim=1)[:batch],
+        entropies=torch.stack([step.entropies for step in steps], dim=1)[:batch],
+        support_sizes=torch.stack([step.support_sizes for step in steps], dim=1)[:batch],
+    )

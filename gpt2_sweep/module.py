@@ -4,11 +4,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from .generation import CausalLM, generate
+from .generation import CausalLM, Generated, generate
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,14 @@ class SamplingModule(L.LightningModule):
 
     def predict_step(self, indices, batch_idx=0):
         indices = indices.cpu()
-        return {"indices": indices, "tokens": self.sample(indices)}
+        return {"indices": indices, "generated": self.sample(indices)}
 
-    def sample(self, indices: torch.Tensor) -> torch.Tensor:
-        """Tokens of these samples. After an out-of-memory error the batch is halved, for this batch
-        and every later one: the samples stay the same, since rows never interact."""
+    def sample(self, indices: torch.Tensor) -> Generated:
+        """These samples. After an out-of-memory error the batch is halved, for this batch and every
+        later one: the samples stay the same, since rows never interact."""
         if self.max_rows is not None and len(indices) > self.max_rows:
             parts = [self.sample(part) for part in indices.split(self.max_rows)]
-            return join_rows(parts, self.stop_token_id)
+            return Generated.cat(parts, pad_token=self.stop_token_id or 0)
         try:
             return generate(CausalLM(self.model), self.prompt_ids, self.temperatures[indices],
                             self.nuclei[indices], self.uniforms, self.max_length, self.stop_token_id).cpu()
@@ -61,12 +60,6 @@ class SamplingModule(L.LightningModule):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return self.sample(indices)
-
-
-def join_rows(parts: list[torch.Tensor], stop_token_id) -> torch.Tensor:
-    """Stack token batches; rows that stopped early are padded with the stop token."""
-    length = max(part.shape[1] for part in parts)
-    return torch.cat([F.pad(part, (0, length - part.shape[1]), value=stop_token_id or 0) for part in parts])
 
 
 def sample_loader(count: int, batch_size: int | None) -> DataLoader:
@@ -85,20 +78,24 @@ class RankResultWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices):
         parameter = next(pl_module.model.parameters())
-        torch.save({"batches": predictions, "device": str(parameter.device),
+        batches = [{"indices": batch["indices"], **vars(batch["generated"])} for batch in predictions]
+        torch.save({"batches": batches, "device": str(parameter.device),
                     "dtype": str(parameter.dtype).removeprefix("torch.")},
                    self.directory / f"rank-{trainer.global_rank}.pt")
 
 
-def read_rank_results(directory: Path) -> tuple[dict[int, list[int]], str, str]:
-    """Tokens by sample index from every rank's file, and the device and dtype rank 0 ran on."""
-    tokens, device, dtype = {}, None, None
+def read_rank_results(directory: Path) -> tuple[dict[int, Generated], str, str]:
+    """Each sample (a one-row Generated) by index from every rank's file, and the device and dtype
+    rank 0 ran on."""
+    samples, device, dtype = {}, None, None
     for path in sorted(directory.glob("rank-*.pt"), key=lambda p: int(p.stem.split("-")[1])):
         result = torch.load(path, weights_only=True)
         device, dtype = device or result["device"], dtype or result["dtype"]
         for batch in result["batches"]:
-            for index, row in zip(batch["indices"].tolist(), batch["tokens"].tolist()):
-                if index in tokens:
+            indices = batch.pop("indices").tolist()
+            generated = Generated(**batch)
+            for row, index in enumerate(indices):
+                if index in samples:
                     raise RuntimeError(f"sample {index} was drawn by two processes")
-                tokens[index] = row
-    return tokens, device, dtype
+                samples[index] = generated.rows(slice(row, row + 1))
+    return samples, device, dtype

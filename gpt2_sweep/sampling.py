@@ -3,6 +3,8 @@
 Every sample of a run reads the same uniform at the same position, so two samples differ only
 because their temperature or nucleus differ.
 """
+from dataclasses import dataclass
+
 import torch
 
 
@@ -66,8 +68,30 @@ def inverse_cdf_pick(sorted_probs: torch.Tensor, uniform) -> torch.Tensor:
     return torch.where(exceeds.any(dim=-1), first, last_kept)
 
 
-def select_tokens(logits, temperatures, nuclei, uniform) -> torch.Tensor:
-    """One token id per row of logits (batch, vocab), all rows reading the same uniform."""
+@dataclass
+class Step:
+    """One decode step for a batch: the picked tokens and what the metrics need of the step."""
+
+    tokens: torch.Tensor         # the picked token ids
+    logprobs: torch.Tensor       # log p(token) under the model itself: T = 1, no nucleus
+    entropies: torch.Tensor      # entropy (nats) of the distribution actually sampled from
+    support_sizes: torch.Tensor  # how many tokens that distribution gives non-zero mass
+
+
+def sample_step(logits, temperatures, nuclei, uniform) -> Step:
+    """Pick one token per row of logits (batch, vocab), all rows reading the same uniform."""
+    logits = logits.to(sampling_dtype(logits.dtype))
     sorted_probs, sorted_ids = filtered_sorted_distribution(logits, temperatures, nuclei)
     position = inverse_cdf_pick(sorted_probs, uniform)
-    return sorted_ids.gather(-1, position.unsqueeze(-1)).squeeze(-1)
+    tokens = sorted_ids.gather(-1, position.unsqueeze(-1)).squeeze(-1)
+    return Step(
+        tokens=tokens,
+        logprobs=logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1),
+        entropies=-torch.special.xlogy(sorted_probs, sorted_probs).sum(dim=-1),
+        support_sizes=(sorted_probs > 0).sum(dim=-1),
+    )
+
+
+def select_tokens(logits, temperatures, nuclei, uniform) -> torch.Tensor:
+    """One token id per row of logits (batch, vocab), all rows reading the same uniform."""
+    return sample_step(logits, temperatures, nuclei, uniform).tokens

@@ -18,6 +18,7 @@ from .devices import load_dtype, trainer_arguments
 from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
 from .memory import gpu_batch_size
+from .metrics import sample_metrics
 from .options import RunOptions, read_options
 from .sampling import shared_uniforms
 from .schedules import sweep_settings
@@ -56,6 +57,23 @@ def cut_at_stop(tokens: list[int], prompt_length: int, stop_token_id) -> list[in
     return tokens[:tokens.index(stop_token_id, prompt_length) + 1]
 
 
+def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_id) -> dict:
+    """One entry of the artifact's texts: settings, text, tokens and metrics of a one-row batch."""
+    tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
+    steps = len(tokens) - prompt_length
+    return {
+        "nucleus": setting.nucleus,
+        "temperature": setting.temperature,
+        "text": tokenizer.decode(tokens, skip_special_tokens=True),
+        "continuation": tokenizer.decode(tokens[prompt_length:], skip_special_tokens=True),
+        "tokens": tokens,
+        "prompt_tokens": prompt_length,
+        "metrics": sample_metrics(tokens[prompt_length:], generated.logprobs[0, :steps].tolist(),
+                                  generated.entropies[0, :steps].tolist(),
+                                  generated.support_sizes[0, :steps].tolist()),
+    }
+
+
 def quiet_libraries() -> None:
     """Keep the console to the run's own output and Lightning's progress bar."""
     transformers_logging.disable_progress_bar()
@@ -65,7 +83,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*treespec.*")
 
 
-def run_sweep(cfg, output_dir: Path) -> Path:
+def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     """Generate every sample of the configured sweep; return the path of samples.json.
 
     A run dir that already holds the artifact of the same config is left as it is.
@@ -100,17 +118,8 @@ def run_sweep(cfg, output_dir: Path) -> Path:
                                                           trainer_args)
     drawn, device, dtype = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
                                         stop_token_id, batch_size, trainer_args, output_dir)
-    texts = []
-    for index, setting in enumerate(settings):
-        tokens = cut_at_stop(drawn[index], len(prompt_ids), stop_token_id)
-        texts.append({
-            "nucleus": setting.nucleus,
-            "temperature": setting.temperature,
-            "text": tokenizer.decode(tokens, skip_special_tokens=True),
-            "continuation": tokenizer.decode(tokens[len(prompt_ids):], skip_special_tokens=True),
-            "tokens": tokens,
-            "prompt_tokens": len(prompt_ids),
-        })
+    texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id)
+             for index, setting in enumerate(settings)]
     artifact = {
         "metadata": {
             "model_name": cfg.model.name,
@@ -133,6 +142,7 @@ def run_sweep(cfg, output_dir: Path) -> Path:
             "versions": {"gpt2_sweep": __version__, **library_versions()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": config,
+            "overrides": list(overrides),
         },
         "texts": texts,
     }
@@ -146,9 +156,9 @@ def run_sweep(cfg, output_dir: Path) -> Path:
 
 
 def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_id, batch_size,
-                 trainer_args, output_dir: Path) -> tuple[dict[int, list[int]], str, str]:
-    """Every sample's tokens by index, through Lightning's Trainer.predict on the configured devices;
-    also the device and dtype they were drawn with."""
+                 trainer_args, output_dir: Path) -> tuple[dict, str, str]:
+    """Every sample (a one-row Generated) by index, drawn by Lightning's Trainer.predict on the
+    configured devices; also the device and dtype they were drawn with."""
     # Lightning takes seconds to import: bad input is reported before that.
     import lightning as L
 

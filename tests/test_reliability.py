@@ -105,14 +105,14 @@ def sampling_module(model, tokenizer, count=6):
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch):
-    expected = sampling_module(tiny_model, tokenizer).sample(torch.arange(6))
+    expected = sampling_module(tiny_model, tokenizer).sample(torch.arange(6)).tokens
     calls = []
     monkeypatch.setattr(gpt2_sweep.module, "generate", out_of_memory_above(2, calls))
     module = sampling_module(tiny_model, tokenizer)
-    assert torch.equal(module.sample(torch.arange(6)), expected)
+    assert torch.equal(module.sample(torch.arange(6)).tokens, expected)
     assert module.max_rows == 2 and calls[:2] == [6, 3]
     calls.clear()
-    assert torch.equal(module.sample(torch.arange(6)), expected)  # later batches start small
+    assert torch.equal(module.sample(torch.arange(6)).tokens, expected)  # later batches start small
     assert calls == [2, 2, 2]
 
 
