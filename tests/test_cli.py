@@ -79,6 +79,7 @@ def test_same_seed_same_artifact_other_batch_size_same_samples(sweep_run, tiny_m
     assert first["texts"] == second["texts"]
     for document in (first, second):
         document["metadata"].pop("batch_size")
+        document["metadata"].pop("overrides")
         document["metadata"]["config"].pop("batch_size")
         document["metadata"]["config"].pop("output_json")
     assert without_time(first) == without_time(second)
