@@ -1,0 +1,112 @@
+"""Tokens per second of the runner's generation loop next to transformers' generate().
+
+Same model (GPT-2 124M shape, random weights: speed does not depend on their values), batch, length,
+dtype and device for every row; both sweeps on, so every sample has its own temperature and nucleus.
+
+    python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
+    python benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16
+
+Prints one table and writes it as JSON (--json, default benchmarks/results-<device>.json).
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
+import torch  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
+from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+END_OF_TEXT = 50256
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_time(run, device: str, repeats: int) -> float:
+    run()  # warm-up
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_memory(device: str) -> int | None:
+    return torch.cuda.max_memory_allocated() if device == "cuda" else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", default="4,64")
+    parser.add_argument("--new", type=int, default=50, help="new tokens per sample")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--peers", default="runner,hf_generate,hf_generate_static")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    device, dtype = args.device, DTYPES[args.dtype]
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).to(device, dtype).eval()
+    model.generation_config.pad_token_id = END_OF_TEXT
+    lm = CausalLM(model)
+    rows = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        prompt = torch.tensor([END_OF_TEXT])
+        ids = torch.full((batch, 1), END_OF_TEXT, device=device)
+        temperatures = torch.linspace(1e-6, 1.2, batch)
+        nuclei = torch.linspace(1e-6, 1.0, batch)
+        uniforms = shared_uniforms(0, args.new)
+        runs = {
+            "runner": lambda: generate(lm, prompt, temperatures, nuclei, uniforms, args.new + 1),
+            "hf_generate": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
+                                                  max_new_tokens=args.new, min_new_tokens=args.new),
+            "hf_generate_static": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9,
+                                                         top_k=0, max_new_tokens=args.new,
+                                                         min_new_tokens=args.new, cache_implementation="static"),
+        }
+        for peer in args.peers.split(","):
+            if device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                seconds = best_time(runs[peer], device, args.repeats)
+                row = {"peer": peer, "batch": batch, "tokens_per_s": round(batch * args.new / seconds, 1),
+                       "seconds": round(seconds, 4), "peak_memory_bytes": peak_memory(device)}
+            except Exception as error:  # noqa: BLE001 - a peer that fails is reported, not hidden
+                row = {"peer": peer, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    print(f"\n{card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
+    print(f"{'peer':<20} {'batch':>6} {'tok/s':>10} {'x generate()':>13} {'peak MiB':>9}")
+    for row in rows:
+        base = next((r for r in rows if r["peer"] == "hf_generate" and r["batch"] == row["batch"]), {})
+        ratio = row.get("tokens_per_s", 0) / base["tokens_per_s"] if base.get("tokens_per_s") else float("nan")
+        peak = row.get("peak_memory_bytes")
+        print(f"{row['peer']:<20} {row['batch']:>6} {row.get('tokens_per_s', row.get('error', '')):>10} "
+              f"{ratio:>13.2f} {peak / 2**20 if peak else float('nan'):>9.0f}")
+    output = args.json or Path(__file__).with_name(f"results-{device}.json")
+    output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype,
+                                  "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
+                                  "rows": rows}, indent=2) + "\n")
+    print(f"\nwritten to {output}")
+
+
+if __name__ == "__main__":
+    main()
