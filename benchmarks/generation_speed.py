@@ -1,7 +1,11 @@
 """Tokens per second of the runner's generation loop next to transformers' generate().
 
-Same model (GPT-2 124M shape, random weights: speed does not depend on their values), batch, length,
-dtype and device for every row; both sweeps on, so every sample has its own temperature and nucleus.
+Same model, batch, length, dtype and device for every row; both sweeps on, so every sample has its
+own temperature and nucleus. The default model is GPT-2 124M's shape with random weights, as in
+../shared/anchors: generate()'s speed does not depend on the weights, but the runner's does a little,
+since its sampler sorts only the top 1,024 candidates where they cover the mass it needs, and the
+near-uniform distributions of random weights rarely let them (the worst case). --model-dir DIR
+measures a trained model (e.g. the bundled SmolLM2, as converted by the runner).
 
     python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
     python benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16
@@ -20,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
@@ -58,17 +62,22 @@ def main() -> None:
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--peers", default="runner,hf_generate,hf_generate_static")
+    parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device, dtype = args.device, DTYPES[args.dtype]
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config()).to(device, dtype).eval()
-    model.generation_config.pad_token_id = END_OF_TEXT
+    if args.model_dir:
+        model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).to(device).eval()
+    else:
+        model = GPT2LMHeadModel(GPT2Config()).to(device, dtype).eval()
+    start = model.config.bos_token_id if model.config.bos_token_id is not None else END_OF_TEXT
+    model.generation_config.pad_token_id = start
     lm = CausalLM(model)
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
-        prompt = torch.tensor([END_OF_TEXT])
-        ids = torch.full((batch, 1), END_OF_TEXT, device=device)
+        prompt = torch.tensor([start])
+        ids = torch.full((batch, 1), start, device=device)
         temperatures = torch.linspace(1e-6, 1.2, batch)
         nuclei = torch.linspace(1e-6, 1.0, batch)
         uniforms = shared_uniforms(0, args.new)
@@ -93,7 +102,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"\n{card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
+    name = args.model_dir or "GPT-2 124M shape, random weights"
+    print(f"\n{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
     print(f"{'peer':<20} {'batch':>6} {'tok/s':>10} {'x generate()':>13} {'peak MiB':>9}")
     for row in rows:
         base = next((r for r in rows if r["peer"] == "hf_generate" and r["batch"] == row["batch"]), {})
@@ -102,7 +112,7 @@ def main() -> None:
         print(f"{row['peer']:<20} {row['batch']:>6} {row.get('tokens_per_s', row.get('error', '')):>10} "
               f"{ratio:>13.2f} {peak / 2**20 if peak else float('nan'):>9.0f}")
     output = args.json or Path(__file__).with_name(f"results-{device}.json")
-    output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype,
+    output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
                                   "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
                                   "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from .sampling import sample_step
+from .sampling import CANDIDATES, sample_step
 
 # MKL in its reproducible mode (MKL_CBWR, set by the package) computes each row of a matrix
 # product the same way whatever the batch, but only from 4 rows up: smaller batches are padded.
@@ -67,11 +67,13 @@ def pad_rows(values: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None):
+def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None,
+             candidates: int | None = CANDIDATES):
     """One sample per (temperature, nucleus) pair: a Generated batch.
 
     Position t >= 1 is drawn with uniforms[t - 1]. With stop_token_id set, generation ends once
-    every row has produced it, and a row that has is filled with it from then on.
+    every row has produced it, and a row that has is filled with it from then on. candidates=None
+    sorts the whole vocabulary at every step (the straightforward path; same tokens, slower).
     """
     lm = model if isinstance(model, CausalLM) else CausalLM(model)
     device = lm.model.device
@@ -93,7 +95,7 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
     cache.batch_repeat_interleave(rows)
     end = max_length
     for position in range(prompt_length, max_length):
-        step = sample_step(logits, temperatures, nuclei, uniforms[position - 1])
+        step = sample_step(logits, temperatures, nuclei, uniforms[position - 1], candidates)
         steps.append(step)
         next_tokens = step.tokens
         if stop_token_id is not None:

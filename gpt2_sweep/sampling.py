@@ -19,20 +19,43 @@ def sampling_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def sorted_probabilities(logits: torch.Tensor, temperatures: torch.Tensor):
-    """softmax(logits / T) per row, sorted descending with ties broken by the lower token id.
+# The rule needs the distribution in descending order only as far as the nucleus and the uniform
+# reach. The largest CANDIDATES probabilities (torch.topk) usually cover that, at a fraction of the
+# cost of sorting the vocabulary; rows they do not cover are sorted in full. Both give the same tokens.
+CANDIDATES = 1024
 
-    A row with T = 0 is greedy: all its mass goes to the argmax (the lowest id among equal maxima).
-    Returns (probabilities, token_ids), both of shape (batch, vocab).
-    """
-    logits = logits.to(sampling_dtype(logits.dtype))
+
+def probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
+    """softmax(logits / T) per row, in vocabulary order; a row with T = 0 is greedy: all its mass
+    goes to the argmax (the lowest id among equal maxima)."""
     temperatures = temperatures.to(logits.dtype).unsqueeze(-1)
     greedy = temperatures == 0
-    probabilities = torch.softmax(logits / torch.where(greedy, 1.0, temperatures), dim=-1)
+    probs = torch.softmax(logits / torch.where(greedy, 1.0, temperatures), dim=-1)
     if greedy.any():
-        one_hot = torch.zeros_like(probabilities).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
-        probabilities = torch.where(greedy, one_hot, probabilities)
-    return torch.sort(probabilities, dim=-1, descending=True, stable=True)
+        one_hot = torch.zeros_like(probs).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+        probs = torch.where(greedy, one_hot, probs)
+    return probs
+
+
+def descending_order(probs: torch.Tensor, size: int | None = None):
+    """The `size` largest probabilities of each row (all without size), sorted descending with ties
+    broken by the lower token id: (values, token_ids, exact). The first `exact` positions are those
+    a sort of the whole row gives: every token above the smallest included value is included."""
+    vocab = probs.shape[-1]
+    if size is None or size >= vocab:
+        values, ids = torch.sort(probs, dim=-1, descending=True, stable=True)
+        return values, ids, torch.full(probs.shape[:-1], vocab, device=probs.device)
+    values, ids = torch.topk(probs, size, dim=-1)
+    by_id = ids.argsort(dim=-1)  # topk leaves equal values in any order: restore lower id first
+    values, ids = values.gather(-1, by_id), ids.gather(-1, by_id)
+    values, order = torch.sort(values, dim=-1, descending=True, stable=True)
+    return values, ids.gather(-1, order), (values > values[..., -1:]).sum(dim=-1)
+
+
+def sorted_probabilities(logits: torch.Tensor, temperatures: torch.Tensor):
+    """softmax(logits / T) of every token, sorted descending, ties by the lower token id."""
+    values, ids, _ = descending_order(probabilities(logits.to(sampling_dtype(logits.dtype)), temperatures))
+    return values, ids
 
 
 def nucleus_mask(sorted_probs: torch.Tensor, nuclei: torch.Tensor) -> torch.Tensor:
@@ -48,24 +71,53 @@ def nucleus_mask(sorted_probs: torch.Tensor, nuclei: torch.Tensor) -> torch.Tens
     return keep
 
 
-def filtered_sorted_distribution(logits, temperatures, nuclei):
-    """The distribution actually sampled from, in descending order: (probabilities, token_ids)."""
-    sorted_probs, sorted_ids = sorted_probabilities(logits, temperatures)
-    kept = sorted_probs * nucleus_mask(sorted_probs, nuclei)
-    return kept / kept.sum(dim=-1, keepdim=True), sorted_ids
-
-
 def inverse_cdf_pick(sorted_probs: torch.Tensor, uniform) -> torch.Tensor:
     """Position of the first entry whose cumulative mass exceeds the uniform.
 
     If rounding leaves the total at or below the uniform, the last kept entry is taken (the last
     one with mass: a token of probability zero is never picked).
     """
-    cumulative = torch.cumsum(sorted_probs, dim=-1)
-    exceeds = cumulative > uniform
+    exceeds = torch.cumsum(sorted_probs, dim=-1) > uniform
     last_kept = (sorted_probs > 0).sum(dim=-1) - 1
-    first = exceeds.to(torch.uint8).argmax(dim=-1)
-    return torch.where(exceeds.any(dim=-1), first, last_kept)
+    return torch.where(exceeds.any(dim=-1), exceeds.to(torch.uint8).argmax(dim=-1), last_kept)
+
+
+def filtered(probs, nuclei, size=None):
+    """Nucleus filtering and renormalisation over the descending order (of `size` candidates).
+
+    Returns the kept distribution in descending order and its token ids, the same distribution in
+    vocabulary order, and per row whether the candidates held the whole kept set. The normaliser is
+    the kept mass summed in vocabulary order, which needs no sort.
+    """
+    values, ids, exact = descending_order(probs, size)
+    keep = nucleus_mask(values, nuclei)
+    keep_all = (nuclei >= 1).unsqueeze(-1)
+    kept_in_vocab = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, ids, keep) | keep_all
+    kept_probs = probs * kept_in_vocab
+    total = kept_probs.sum(dim=-1, keepdim=True)
+    complete = keep_all.squeeze(-1) | (keep.sum(dim=-1) <= exact)
+    return values * keep / total, ids, kept_probs / total, complete, exact
+
+
+def filtered_sorted_distribution(logits, temperatures, nuclei):
+    """The distribution actually sampled from, in descending order: (probabilities, token_ids)."""
+    probs = probabilities(logits.to(sampling_dtype(logits.dtype)), temperatures)
+    sorted_kept, ids, _, _, _ = filtered(probs, nuclei)
+    return sorted_kept, ids
+
+
+def pick(probs, nuclei, uniforms, size=None):
+    """Token ids picked by the rule, the sampled distribution in vocabulary order, and per row
+    whether the `size` candidates sufficed to decide (always, without size)."""
+    sorted_kept, ids, distribution, complete, exact = filtered(probs, nuclei, size)
+    if size is None or size >= probs.shape[-1]:
+        position = inverse_cdf_pick(sorted_kept, uniforms)
+        decided = torch.ones_like(complete)
+    else:
+        exceeds = torch.cumsum(sorted_kept, dim=-1) > uniforms
+        position = exceeds.to(torch.uint8).argmax(dim=-1)
+        decided = complete & exceeds.any(dim=-1) & (position < exact)
+    return ids.gather(-1, position.unsqueeze(-1)).squeeze(-1), distribution, decided
 
 
 @dataclass
@@ -78,20 +130,26 @@ class Step:
     support_sizes: torch.Tensor  # how many tokens that distribution gives non-zero mass
 
 
-def sample_step(logits, temperatures, nuclei, uniform) -> Step:
-    """Pick one token per row of logits (batch, vocab), all rows reading the same uniform."""
+def sample_step(logits, temperatures, nuclei, uniform, candidates: int | None = CANDIDATES) -> Step:
+    """Pick one token per row of logits (batch, vocab), all rows reading the same uniform (or one
+    uniform per row). candidates=None sorts every row in full: the straightforward path."""
     logits = logits.to(sampling_dtype(logits.dtype))
-    sorted_probs, sorted_ids = filtered_sorted_distribution(logits, temperatures, nuclei)
-    position = inverse_cdf_pick(sorted_probs, uniform)
-    tokens = sorted_ids.gather(-1, position.unsqueeze(-1)).squeeze(-1)
+    nuclei = nuclei.to(logits.dtype)
+    uniforms = torch.as_tensor(uniform, dtype=logits.dtype, device=logits.device).reshape(-1, 1)
+    uniforms = uniforms.expand(len(logits), 1)
+    probs = probabilities(logits, temperatures)
+    tokens, distribution, decided = pick(probs, nuclei, uniforms, candidates)
+    if not bool(decided.all()):
+        rows = (~decided).nonzero().squeeze(-1)
+        tokens[rows], distribution[rows], _ = pick(probs[rows], nuclei[rows], uniforms[rows])
     return Step(
         tokens=tokens,
         logprobs=logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1),
-        entropies=-torch.special.xlogy(sorted_probs, sorted_probs).sum(dim=-1),
-        support_sizes=(sorted_probs > 0).sum(dim=-1),
+        entropies=-torch.special.xlogy(distribution, distribution).sum(dim=-1),
+        support_sizes=(distribution > 0).sum(dim=-1),
     )
 
 
-def select_tokens(logits, temperatures, nuclei, uniform) -> torch.Tensor:
+def select_tokens(logits, temperatures, nuclei, uniform, candidates: int | None = CANDIDATES):
     """One token id per row of logits (batch, vocab), all rows reading the same uniform."""
-    return sample_step(logits, temperatures, nuclei, uniform).tokens
+    return sample_step(logits, temperatures, nuclei, uniform, candidates).tokens

@@ -107,3 +107,18 @@ def test_start_is_the_prompt_encoding_or_one_bos_or_eos(tokenizer):
             return []
 
     assert start_ids(NoBos(), None) == [7]
+
+
+def test_the_candidate_path_generates_the_tokens_of_the_full_sort(tokenizer):
+    """A vocabulary larger than the candidates, so that both paths of the sampler run."""
+    from conftest import tiny_gpt2
+    model = tiny_gpt2(3000, seed=1)
+    prompt = torch.tensor([5, 17, 300])
+    uniforms = shared_uniforms(4, 39)
+    temperatures = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.5, 2.0])
+    nuclei = torch.tensor([1.0, 0.9, 0.5, 1.0, 0.99, 1.0])
+    for candidates in (4, 32, 256):
+        fast = generate(model, prompt, temperatures, nuclei, uniforms, 40, candidates=candidates)
+        full = generate(model, prompt, temperatures, nuclei, uniforms, 40, candidates=None)
+        assert torch.equal(fast.tokens, full.tokens)
+        assert torch.equal(fast.logprobs, full.logprobs) and torch.equal(fast.entropies, full.entropies)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from gpt2_sweep.sampling import (filtered_sorted_distribution, inverse_cdf_pick, nucleus_mask,
+from gpt2_sweep.sampling import (filtered_sorted_distribution, inverse_cdf_pick, nucleus_mask, sample_step,
                                  select_tokens, shared_uniforms, sorted_probabilities)
 from reference import SAFE_MARGIN, reference_pick
 
@@ -146,3 +146,21 @@ def test_a_thousand_random_picks_match_the_reference():
             compared += 1
             assert token == expected
     assert compared > 990
+
+
+@given(seed=st.integers(0, 2**31 - 1), vocab=st.integers(70, 3000), candidates=st.sampled_from([1, 8, 64]),
+       scale=st.sampled_from([0.5, 3.0, 12.0]), ties=st.booleans())
+def test_the_candidate_path_picks_what_a_full_sort_picks(seed, vocab, candidates, scale, ties):
+    """Exactly the same tokens and distributions, whether the top candidates decide or not."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(24, vocab, generator=generator) * scale
+    if ties:  # many equal logits, also across the candidates' boundary
+        logits = (logits * 2).round() / 2
+    temperatures = torch.tensor([0.0, 0.3, 1.0, 1.5] * 6)
+    nuclei = torch.tensor([0.0, 0.5, 0.95, 1.0, 0.2, 0.99] * 4)
+    for uniform in (0.0, 0.37, 0.999):
+        fast = sample_step(logits, temperatures, nuclei, uniform, candidates)
+        full = sample_step(logits, temperatures, nuclei, uniform, None)
+        assert torch.equal(fast.tokens, full.tokens)
+        assert torch.equal(fast.entropies, full.entropies)
+        assert torch.equal(fast.support_sizes, full.support_sizes)
