@@ -24,7 +24,7 @@ def parse_ids(ids):
         if text.isdigit() and "," not in ids:
             return parse_ids(int(text))
         parts = [part.strip() for part in text.split(",")]
-        if text and all(part.isdigit() for part in parts):
+        if text and all(part.isdigit() for part in parts) and len(set(map(int, parts))) == len(parts):
             return [int(part) for part in parts]
     elif isinstance(ids, Sequence) and ids and all(
             isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):

@@ -1,7 +1,6 @@
 """Multirun jobs that fail are recorded in their own dir and reported once the sweep is over."""
 import logging
 import sys
-import time
 import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -37,18 +36,31 @@ def failure_recorded(job_dir: Path, overrides: list[str]):
 
 
 class FailedJobsReport(Callback):
-    """At the end of a multirun, one line on stderr per failed job, then exit code 1."""
+    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1.
+
+    error.json files already in the sweep dir when the multirun started (from an earlier run of it)
+    count only if a job of this multirun wrote them again.
+    """
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self.started = time.time()
+        self.earlier = error_files(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        started = getattr(self, "started", 0.0)
-        failed = [path for path in sorted(sweep_dir.rglob(ERROR_NAME)) if path.stat().st_mtime >= started]
+        earlier = getattr(self, "earlier", {})
+        failed = [path for path, state in error_files(sweep_dir).items() if earlier.get(path) != state]
         for path in failed:
             error = read_json(path) or {"message": f"see {path}"}
             print(f"error: job {path.parent.relative_to(sweep_dir)} ({' '.join(error.get('overrides', []))}) "
                   f"failed: {error.get('message')}", file=sys.stderr)
         if failed:
             sys.exit(1)
+
+
+def error_files(sweep_dir: Path) -> dict[Path, tuple]:
+    """Every error.json under the sweep dir with what tells one writing of it from another."""
+    files = {}
+    for path in sorted(sweep_dir.rglob(ERROR_NAME)):
+        stat = path.stat()
+        files[path] = (stat.st_mtime_ns, stat.st_ino, path.read_bytes())
+    return files

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .errors import UsageError
+from .options import boolean
 
 OFFLINE_HINT = "model=smollm2 works offline"
 
@@ -37,8 +38,8 @@ class ModelSource:
 def resolve_source(model_cfg) -> ModelSource:
     """Check that the model named in the config can be read, and say where from."""
     policy = {
-        "allow_pickle": bool(model_cfg.get("allow_pickle", False)),
-        "trust_remote_code": bool(model_cfg.get("trust_remote_code", False)),
+        "allow_pickle": boolean(model_cfg.get("allow_pickle", False), "model.allow_pickle"),
+        "trust_remote_code": boolean(model_cfg.get("trust_remote_code", False), "model.trust_remote_code"),
         "revision": model_cfg.get("revision"),
     }
     if model_cfg.get("gguf_file"):

@@ -1,5 +1,6 @@
 """The run's settings read from the composed config, each checked, with one-line errors."""
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,9 @@ def boolean(value, key: str) -> bool:
 
 def value_range(value, key: str, upper: float) -> tuple[float, float]:
     allowed = "[0, inf)" if upper == math.inf else f"[0, {upper:g}]"
-    if (value is None or isinstance(value, str) or len(value) != 2
+    if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2
             or not all(is_number(v) and 0 <= v <= upper for v in value)):
-        shown = list(value) if value is not None and not isinstance(value, str) else value
+        shown = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
         raise UsageError(f"{key}={shown!r} is not allowed: two numbers [start, end], each in {allowed}")
     return float(value[0]), float(value[1])
 
@@ -60,8 +61,8 @@ def read_options(cfg) -> RunOptions:
     if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise UsageError(f"batch_size={batch_size!r} is not allowed: null (all samples at once) or an integer >= 1")
     seed = cfg.get("seed")
-    if not is_int(seed) or seed < 0:
-        raise UsageError(f"seed={seed!r} is not allowed: an integer >= 0")
+    if not is_int(seed) or not 0 <= seed < 2**64:
+        raise UsageError(f"seed={seed!r} is not allowed: an integer from 0 to 2**64 - 1")
     prompt = cfg.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise UsageError(f"prompt={prompt!r} is not allowed: text (quote it, e.g. prompt='\"{prompt}\"') or null")

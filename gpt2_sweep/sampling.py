@@ -30,7 +30,9 @@ def probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Ten
     goes to the argmax (the lowest id among equal maxima)."""
     temperatures = temperatures.to(logits.dtype).unsqueeze(-1)
     greedy = temperatures == 0
-    probs = torch.softmax(logits / torch.where(greedy, 1.0, temperatures), dim=-1)
+    # Shifted to a maximum of 0 before dividing, so that a tiny T gives -inf, not inf - inf = nan.
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    probs = torch.softmax(shifted / torch.where(greedy, 1.0, temperatures), dim=-1)
     if greedy.any():
         one_hot = torch.zeros_like(probs).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
         probs = torch.where(greedy, one_hot, probs)
@@ -145,7 +147,7 @@ def sample_step(logits, temperatures, nuclei, uniform, candidates: int | None = 
     return Step(
         tokens=tokens,
         logprobs=logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1),
-        entropies=-torch.special.xlogy(distribution, distribution).sum(dim=-1),
+        entropies=torch.special.entr(distribution).sum(dim=-1) + 0.0,  # + 0.0: no -0.0 for greedy rows
         support_sizes=(distribution > 0).sum(dim=-1),
     )
 

@@ -70,7 +70,7 @@ def test_device_ids_forms(ids, parsed):
     assert parse_ids(ids) == parsed
 
 
-@pytest.mark.parametrize("ids", [0, -1, True, "x", "0,x", [], [0, 0], [-1], 1.5])
+@pytest.mark.parametrize("ids", [0, -1, True, "x", "0,x", "0,0", [], [0, 0], [-1], 1.5])
 def test_bad_device_ids(ids):
     with pytest.raises(UsageError, match="devices.ids"):
         parse_ids(ids)

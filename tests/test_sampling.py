@@ -65,6 +65,13 @@ def test_temperature_zero_is_greedy_whatever_u_and_nucleus():
         assert tokens.tolist() == [1, 1, 1]
 
 
+def test_a_tiny_temperature_is_greedy_not_nan():
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(6)) * 5
+    step = sample_step(logits, torch.tensor([1e-40, 1e-30, 1e-6]), torch.tensor([1.0, 0.5, 1.0]), 0.9)
+    assert step.tokens.tolist() == logits.argmax(-1).tolist()
+    assert step.entropies.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_nucleus_zero_keeps_only_the_top_token():
     logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
     for u in (0.0, 0.3, 0.99):
