@@ -13,6 +13,7 @@ measures a trained model (e.g. the bundled SmolLM2, as converted by the runner).
 Prints one table and writes it as JSON (--json, default benchmarks/results-<device>.json).
 """
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -24,13 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel  # noqa: E402
 
+from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-END_OF_TEXT = 50256
 
 
 def synchronize(device: str) -> None:
@@ -66,14 +65,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device, dtype = args.device, DTYPES[args.dtype]
-    torch.manual_seed(0)
-    if args.model_dir:
-        model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).to(device).eval()
-    else:
-        model = GPT2LMHeadModel(GPT2Config()).to(device, dtype).eval()
-    start = model.config.bos_token_id if model.config.bos_token_id is not None else END_OF_TEXT
+    model = benchmark_model(args.model_dir, device, dtype)
+    start = start_token(model)
     model.generation_config.pad_token_id = start
-    lm = CausalLM(model)
+    lm = CausalLM(copy.deepcopy(model))  # its own copy: CausalLM prepares the model for decoding
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         prompt = torch.tensor([start])

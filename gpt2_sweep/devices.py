@@ -59,6 +59,9 @@ def trainer_arguments(devices_cfg) -> dict:
     if precision not in PRECISIONS:
         raise UsageError(f"devices.precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
     accelerator = resolve_accelerator(accelerator)
+    if accelerator == "cpu" and precision == "16-mixed":  # Lightning would run bf16-mixed instead
+        raise UsageError("devices.precision=16-mixed needs a GPU: on the CPU use bf16-mixed, bf16-true, "
+                         "16-true, 32-true or 64-true")
     ids = parse_ids(devices_cfg.get("ids", "auto"))
     count = available(accelerator)
     if count == 0:
@@ -85,3 +88,9 @@ def trainer_arguments(devices_cfg) -> dict:
 def load_dtype(precision: str) -> torch.dtype:
     """The dtype to load weights in: the target dtype for bf16/16-true, else float32."""
     return LOAD_DTYPES.get(precision, torch.float32)
+
+
+def run_dtype(precision: str) -> torch.dtype:
+    """The dtype weights and KV cache take while sampling (float32 under mixed precision: an upper
+    bound, since autocast keeps activations in 16 bits)."""
+    return torch.float64 if precision == "64-true" else load_dtype(precision)

@@ -13,11 +13,37 @@ from .sampling import CANDIDATES, sample_step
 MIN_DECODE_ROWS = 4
 
 
+class TransposedHead(torch.nn.Linear):
+    """A Linear output head that multiplies by a contiguous copy of its weight's transpose.
+
+    On the CPU, MKL reads a (hidden, vocabulary) matrix faster than the usual (vocabulary, hidden)
+    one at decoding batch sizes, with the same results. The weight itself stays, so the state dict
+    and tied embeddings are unchanged; the copy costs the head's size in memory once more and is
+    made for inference: it does not follow later changes of the weight.
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        torch.nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
+        self.register_buffer("weight_t", linear.weight.detach().t().contiguous(), persistent=False)
+
+    def forward(self, hidden):
+        logits = hidden @ self.weight_t
+        return logits if self.bias is None else logits + self.bias
+
+
 class CausalLM:
-    """Calls a Hugging Face causal LM with a KV cache and returns the last position's logits."""
+    """Calls a Hugging Face causal LM with a KV cache and returns the last position's logits.
+
+    On the CPU the model's Linear output head is replaced by a TransposedHead (once).
+    """
 
     def __init__(self, model):
         self.model = model
+        head = model.get_output_embeddings()
+        if model.device.type == "cpu" and type(head) is torch.nn.Linear:
+            model.set_output_embeddings(TransposedHead(head))
         parameters = inspect.signature(model.forward).parameters
         # transformers 5.24 renamed past_key_values to cache; older 5.x releases only know the old name.
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"

@@ -2,7 +2,8 @@
 import torch
 
 # Per sample and vocabulary entry, the sampling step holds a few float32 rows (logits, softmax,
-# sorted values, cumulative sums) and the int64 sort indices: 32 bytes is a safe bound.
+# sorted values, cumulative sums) and the int64 sort indices: 32 bytes is a safe bound (twice
+# that when the sampling arithmetic runs in float64).
 SAMPLING_BYTES_PER_VOCAB_ENTRY = 32
 HEADROOM = 0.8  # of the memory left after the weights; activations and the allocator's slack
 
@@ -17,8 +18,10 @@ def kv_bytes_per_position(config, dtype: torch.dtype) -> int:
 
 
 def bytes_per_sample(config, max_length: int, dtype: torch.dtype) -> int:
+    """KV cache and sampling buffers of one sample, for a model running in `dtype`."""
+    sampling_scale = 2 if dtype == torch.float64 else 1
     return (kv_bytes_per_position(config, dtype) * max_length
-            + SAMPLING_BYTES_PER_VOCAB_ENTRY * config.vocab_size)
+            + SAMPLING_BYTES_PER_VOCAB_ENTRY * sampling_scale * config.vocab_size)
 
 
 def fitting_batch_size(num_samples: int, free_bytes: int, weight_bytes: int, sample_bytes: int) -> int:
@@ -27,10 +30,11 @@ def fitting_batch_size(num_samples: int, free_bytes: int, weight_bytes: int, sam
     return max(1, min(num_samples, int(usable // sample_bytes)))
 
 
-def gpu_batch_size(model, num_samples: int, max_length: int, device_ids) -> int:
-    """batch_size=null on GPUs: what fits on the device with the least free memory."""
+def gpu_batch_size(model, num_samples: int, max_length: int, device_ids, dtype: torch.dtype) -> int:
+    """batch_size=null on GPUs: what fits on the device with the least free memory, for the model
+    as it will run (in `dtype`, which may differ from the dtype it was loaded in)."""
     ids = device_ids if isinstance(device_ids, list) else list(range(device_ids))
     free = min(torch.cuda.mem_get_info(i)[0] for i in ids)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    dtype = next(model.parameters()).dtype
+    element_size = torch.empty((), dtype=dtype).element_size()
+    weights = sum(p.numel() for p in model.parameters()) * element_size
     return fitting_batch_size(num_samples, free, weights, bytes_per_sample(model.config, max_length, dtype))

@@ -80,17 +80,20 @@ class RankResultWriter(BasePredictionWriter):
         parameter = next(pl_module.model.parameters())
         batches = [{"indices": batch["indices"], **vars(batch["generated"])} for batch in predictions]
         torch.save({"batches": batches, "device": str(parameter.device),
-                    "dtype": str(parameter.dtype).removeprefix("torch.")},
+                    "dtype": str(parameter.dtype).removeprefix("torch."), "max_rows": pl_module.max_rows},
                    self.directory / f"rank-{trainer.global_rank}.pt")
 
 
-def read_rank_results(directory: Path) -> tuple[dict[int, Generated], str, str]:
-    """Each sample (a one-row Generated) by index from every rank's file, and the device and dtype
-    rank 0 ran on."""
-    samples, device, dtype = {}, None, None
+def read_rank_results(directory: Path) -> tuple[dict[int, Generated], dict]:
+    """Each sample (a one-row Generated) by index from every rank's file, and how they were drawn:
+    the device and dtype of rank 0 and, after an out-of-memory error on any rank, the smallest batch
+    a rank went on with (else None)."""
+    samples, drawn_with, max_rows = {}, {}, []
     for path in sorted(directory.glob("rank-*.pt"), key=lambda p: int(p.stem.split("-")[1])):
         result = torch.load(path, weights_only=True)
-        device, dtype = device or result["device"], dtype or result["dtype"]
+        drawn_with = drawn_with or {"device": result["device"], "dtype": result["dtype"]}
+        if result["max_rows"] is not None:
+            max_rows.append(result["max_rows"])
         for batch in result["batches"]:
             indices = batch.pop("indices").tolist()
             generated = Generated(**batch)
@@ -98,4 +101,4 @@ def read_rank_results(directory: Path) -> tuple[dict[int, Generated], str, str]:
                 if index in samples:
                     raise RuntimeError(f"sample {index} was drawn by two processes")
                 samples[index] = generated.rows(slice(row, row + 1))
-    return samples, device, dtype
+    return samples, {**drawn_with, "batch_size_after_out_of_memory": min(max_rows, default=None)}

@@ -39,13 +39,41 @@ def probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Ten
     return probs
 
 
+# Probabilities in [0, 1] order like the bit patterns of their float32 values, which fit in 30 bits.
+ONE_AS_BITS = 0x3F800000
+
+
+def sort_descending(probs: torch.Tensor):
+    """Each row sorted descending, ties broken by the lower token id: (values, token_ids).
+
+    On the CPU, float32 probabilities are sorted as one flat int64 key per entry (the row, then 1.0's
+    bits minus the probability's) in one stable sort: the order of a stable sort of each row, at
+    about half the cost.
+    """
+    *leading, vocab = probs.shape
+    rows = probs[..., 0].numel()
+    packable = (probs.device.type == "cpu" and probs.dtype == torch.float32 and rows < 2**33
+                and probs.numel() > 0)
+    if packable:
+        low, high = torch.aminmax(probs)
+        packable = bool(low >= 0) and bool(high <= 1)  # not NaN: otherwise the key would not order them
+    if not packable:
+        return torch.sort(probs, dim=-1, descending=True, stable=True)
+    row = torch.arange(rows).unsqueeze(-1)
+    keys = ONE_AS_BITS - probs.reshape(rows, vocab).view(torch.int32).long()
+    keys |= row << 30
+    _, flat_positions = torch.sort(keys.view(-1), stable=True)
+    ids = (flat_positions.view(rows, vocab) - row * vocab).view(*leading, vocab)
+    return probs.gather(-1, ids), ids
+
+
 def descending_order(probs: torch.Tensor, size: int | None = None):
     """The `size` largest probabilities of each row (all without size), sorted descending with ties
     broken by the lower token id: (values, token_ids, exact). The first `exact` positions are those
     a sort of the whole row gives: every token above the smallest included value is included."""
     vocab = probs.shape[-1]
     if size is None or size >= vocab:
-        values, ids = torch.sort(probs, dim=-1, descending=True, stable=True)
+        values, ids = sort_descending(probs)
         return values, ids, torch.full(probs.shape[:-1], vocab, device=probs.device)
     values, ids = torch.topk(probs, size, dim=-1)
     by_id = ids.argsort(dim=-1)  # topk leaves equal values in any order: restore lower id first
@@ -84,14 +112,14 @@ def inverse_cdf_pick(sorted_probs: torch.Tensor, uniform) -> torch.Tensor:
     return torch.where(exceeds.any(dim=-1), exceeds.to(torch.uint8).argmax(dim=-1), last_kept)
 
 
-def filtered(probs, nuclei, size=None):
-    """Nucleus filtering and renormalisation over the descending order (of `size` candidates).
+def filtered(probs, nuclei, order):
+    """Nucleus filtering and renormalisation over `order`, the rows' descending_order.
 
     Returns the kept distribution in descending order and its token ids, the same distribution in
-    vocabulary order, and per row whether the candidates held the whole kept set. The normaliser is
-    the kept mass summed in vocabulary order, which needs no sort.
+    vocabulary order, and per row whether the order held the whole kept set. The normaliser is the
+    kept mass summed in vocabulary order, which needs no sort.
     """
-    values, ids, exact = descending_order(probs, size)
+    values, ids, exact = order
     keep = nucleus_mask(values, nuclei)
     keep_all = (nuclei >= 1).unsqueeze(-1)
     kept_in_vocab = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, ids, keep) | keep_all
@@ -104,15 +132,16 @@ def filtered(probs, nuclei, size=None):
 def filtered_sorted_distribution(logits, temperatures, nuclei):
     """The distribution actually sampled from, in descending order: (probabilities, token_ids)."""
     probs = probabilities(logits.to(sampling_dtype(logits.dtype)), temperatures)
-    sorted_kept, ids, _, _, _ = filtered(probs, nuclei)
+    sorted_kept, ids, _, _, _ = filtered(probs, nuclei, descending_order(probs))
     return sorted_kept, ids
 
 
-def pick(probs, nuclei, uniforms, size=None):
-    """Token ids picked by the rule, the sampled distribution in vocabulary order, and per row
-    whether the `size` candidates sufficed to decide (always, without size)."""
-    sorted_kept, ids, distribution, complete, exact = filtered(probs, nuclei, size)
-    if size is None or size >= probs.shape[-1]:
+def pick(probs, nuclei, uniforms, order):
+    """Token ids picked by the rule over `order` (descending_order of probs, whole or candidates),
+    the sampled distribution in vocabulary order, and per row whether the order sufficed to decide
+    (always, when it holds the whole vocabulary)."""
+    sorted_kept, ids, distribution, complete, exact = filtered(probs, nuclei, order)
+    if sorted_kept.shape[-1] == probs.shape[-1]:
         position = inverse_cdf_pick(sorted_kept, uniforms)
         decided = torch.ones_like(complete)
     else:
@@ -120,6 +149,32 @@ def pick(probs, nuclei, uniforms, size=None):
         position = exceeds.to(torch.uint8).argmax(dim=-1)
         decided = complete & exceeds.any(dim=-1) & (position < exact)
     return ids.gather(-1, position.unsqueeze(-1)).squeeze(-1), distribution, decided
+
+
+def pick_from_candidates(probs, nuclei, uniforms, size):
+    """pick's tokens and distribution for every row, sorting the whole vocabulary only for the rows
+    whose `size` largest probabilities do not decide."""
+    # The candidates hold at most `size` times the largest probability. Where that is less than the
+    # row's nucleus reaches (or, when every token is kept, its uniform) they cannot decide, and the
+    # row goes straight to the whole sort.
+    reach = torch.where(nuclei >= 1, uniforms.squeeze(-1), nuclei)
+    hopeful = probs.amax(dim=-1) * size > reach
+    if bool(hopeful.all()):
+        tokens, distribution, decided = pick(probs, nuclei, uniforms, descending_order(probs, size))
+    else:
+        tokens = torch.empty(len(probs), dtype=torch.long, device=probs.device)
+        distribution = torch.empty_like(probs)
+        decided = hopeful.clone()
+        rows = hopeful.nonzero().squeeze(-1)
+        if len(rows):
+            some = probs[rows]
+            tokens[rows], distribution[rows], decided[rows] = pick(
+                some, nuclei[rows], uniforms[rows], descending_order(some, size))
+    if not bool(decided.all()):
+        rows = (~decided).nonzero().squeeze(-1)
+        rest = probs[rows]
+        tokens[rows], distribution[rows], _ = pick(rest, nuclei[rows], uniforms[rows], descending_order(rest))
+    return tokens, distribution
 
 
 @dataclass
@@ -140,14 +195,14 @@ def sample_step(logits, temperatures, nuclei, uniform, candidates: int | None = 
     uniforms = torch.as_tensor(uniform, dtype=logits.dtype, device=logits.device).reshape(-1, 1)
     uniforms = uniforms.expand(len(logits), 1)
     probs = probabilities(logits, temperatures)
-    tokens, distribution, decided = pick(probs, nuclei, uniforms, candidates)
-    if not bool(decided.all()):
-        rows = (~decided).nonzero().squeeze(-1)
-        tokens[rows], distribution[rows], _ = pick(probs[rows], nuclei[rows], uniforms[rows])
+    if candidates is None or candidates >= probs.shape[-1]:
+        tokens, distribution, _ = pick(probs, nuclei, uniforms, descending_order(probs))
+    else:
+        tokens, distribution = pick_from_candidates(probs, nuclei, uniforms, candidates)
     return Step(
         tokens=tokens,
         logprobs=logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1),
-        entropies=torch.special.entr(distribution).sum(dim=-1) + 0.0,  # + 0.0: no -0.0 for greedy rows
+        entropies=0.0 - torch.xlogy(distribution, distribution).sum(dim=-1),  # 0.0 -: no -0.0 when greedy
         support_sizes=(distribution > 0).sum(dim=-1),
     )
 

@@ -14,7 +14,7 @@ from transformers.utils import logging as transformers_logging
 from . import __version__
 from .artifact import (ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions,
                        write_json_atomic)
-from .devices import load_dtype, trainer_arguments
+from .devices import load_dtype, run_dtype, trainer_arguments
 from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
 from .memory import gpu_batch_size
@@ -116,8 +116,9 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     uniforms = shared_uniforms(options.seed, options.max_length - 1)
     batch_size = options.batch_size or default_batch_size(model, len(settings), options.max_length,
                                                           trainer_args)
-    drawn, device, dtype = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
-                                        stop_token_id, batch_size, trainer_args, output_dir)
+    drawn, drawn_with = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
+                                     stop_token_id, batch_size, trainer_args, output_dir)
+    device = drawn_with["device"]
     texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id)
              for index, setting in enumerate(settings)]
     artifact = {
@@ -133,11 +134,12 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
             "num_samples_requested": options.num_samples,
             "schedule": options.schedule,
             "batch_size": batch_size,
+            "batch_size_after_out_of_memory": drawn_with["batch_size_after_out_of_memory"],
             "stop_at_eos": options.stop_at_eos,
             "device": device,
             "device_name": device_name(torch.device(device)),
             "devices": trainer_args["devices"],
-            "dtype": dtype,
+            "dtype": drawn_with["dtype"],
             "precision": trainer_args["precision"],
             "versions": {"gpt2_sweep": __version__, **library_versions()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -156,9 +158,9 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
 
 
 def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_id, batch_size,
-                 trainer_args, output_dir: Path) -> tuple[dict, str, str]:
+                 trainer_args, output_dir: Path) -> tuple[dict, dict]:
     """Every sample (a one-row Generated) by index, drawn by Lightning's Trainer.predict on the
-    configured devices; also the device and dtype they were drawn with."""
+    configured devices; also how they were drawn (read_rank_results)."""
     # Lightning takes seconds to import: bad input is reported before that.
     import lightning as L
 
@@ -171,17 +173,18 @@ def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_i
                             enable_model_summary=False, default_root_dir=str(output_dir),
                             callbacks=[RankResultWriter(Path(rank_dir))])
         trainer.predict(module, sample_loader(len(settings), batch_size), return_predictions=False)
-        drawn, device, dtype = read_rank_results(Path(rank_dir))
+        drawn, drawn_with = read_rank_results(Path(rank_dir))
     if sorted(drawn) != list(range(len(settings))):
         raise RuntimeError(f"expected samples 0 to {len(settings) - 1}, got {sorted(drawn)}")
-    return drawn, device, dtype
+    return drawn, drawn_with
 
 
 def default_batch_size(model, num_samples: int, max_length: int, trainer_args: dict) -> int:
     """batch_size=null: every sample at once, except on GPUs, where what fits in memory."""
     if trainer_args["accelerator"] != "gpu":
         return num_samples
-    return gpu_batch_size(model, num_samples, max_length, trainer_args["devices"])
+    return gpu_batch_size(model, num_samples, max_length, trainer_args["devices"],
+                          run_dtype(trainer_args["precision"]))
 
 
 def remove_leftovers(output_dir: Path) -> None:

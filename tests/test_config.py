@@ -64,6 +64,12 @@ def test_devices_presets():
     assert config("devices=gpu").devices.accelerator == "gpu"
 
 
+def test_half_precision_mixed_on_the_cpu_is_refused_not_swapped_for_bf16():
+    with pytest.raises(UsageError, match="devices.precision=16-mixed needs a GPU: on the CPU use bf16-mixed"):
+        trainer_arguments(config("devices=cpu", "devices.precision=16-mixed").devices)
+    assert trainer_arguments(config("devices=cpu", "devices.precision=bf16-mixed").devices)["precision"] == "bf16-mixed"
+
+
 @pytest.mark.parametrize("ids, parsed", [("auto", "auto"), (2, 2), ("2", 2), ("0,1", [0, 1]),
                                          ("1,", [1]), ([0, 1], [0, 1])])
 def test_device_ids_forms(ids, parsed):

@@ -1,8 +1,10 @@
 """The decode loop against a plain loop that recomputes every step without a cache."""
+import copy
+
 import torch
 import torch.nn.functional as F
 
-from gpt2_sweep.generation import MIN_DECODE_ROWS, generate
+from gpt2_sweep.generation import MIN_DECODE_ROWS, CausalLM, TransposedHead, generate
 from gpt2_sweep.sampling import shared_uniforms
 from gpt2_sweep.sweep import cut_at_stop, start_ids
 from reference import SAFE_MARGIN, reference_pick
@@ -122,3 +124,17 @@ def test_the_candidate_path_generates_the_tokens_of_the_full_sort(tokenizer):
         full = generate(model, prompt, temperatures, nuclei, uniforms, 40, candidates=None)
         assert torch.equal(fast.tokens, full.tokens)
         assert torch.equal(fast.logprobs, full.logprobs) and torch.equal(fast.entropies, full.entropies)
+
+
+def test_on_the_cpu_the_output_head_is_transposed_once_with_the_same_logits():
+    from conftest import tiny_gpt2
+    model, stock = tiny_gpt2(500, seed=3), tiny_gpt2(500, seed=3)
+    CausalLM(model)
+    head = model.get_output_embeddings()
+    assert isinstance(head, TransposedHead)
+    CausalLM(model)
+    assert model.get_output_embeddings() is head
+    assert model.state_dict().keys() == stock.state_dict().keys()  # save_pretrained writes the same
+    ids = torch.randint(0, 500, (MIN_DECODE_ROWS, 1))
+    with torch.inference_mode():
+        assert torch.equal(model(input_ids=ids).logits, stock(input_ids=ids).logits)

@@ -116,6 +116,20 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokeni
     assert calls == [2, 2, 2]
 
 
+def test_the_artifact_records_the_batch_an_out_of_memory_error_left(tiny_model_dir, tmp_path, monkeypatch):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"model.name={tiny_model_dir}", "sampler=both",
+                                                        "num_samples=6", "max_length=12"])
+    run_sweep(cfg, tmp_path / "plain")
+    monkeypatch.setattr(gpt2_sweep.module, "generate", out_of_memory_above(2, []))
+    run_sweep(cfg, tmp_path / "backed-off")
+    plain, backed_off = artifact(tmp_path / "plain"), artifact(tmp_path / "backed-off")
+    assert plain["metadata"]["batch_size_after_out_of_memory"] is None
+    assert backed_off["metadata"]["batch_size_after_out_of_memory"] == 2
+    assert backed_off["metadata"]["batch_size"] == plain["metadata"]["batch_size"] == 6
+    assert backed_off["texts"] == plain["texts"]
+
+
 def test_out_of_memory_with_one_sample_is_raised(tiny_model, tokenizer, monkeypatch):
     monkeypatch.setattr(gpt2_sweep.module, "generate", out_of_memory_above(0, []))
     with pytest.raises(torch.OutOfMemoryError):
@@ -131,6 +145,8 @@ def test_gpu_batch_size_fits_the_kv_cache_beside_the_weights():
     fits = fitting_batch_size(10**6, 8 * 10**9, 250 * 10**6, per_sample)
     assert fits * per_sample <= 0.8 * (8 * 10**9 - 250 * 10**6) < (fits + 1) * per_sample
     assert fitting_batch_size(100, 10**6, 2 * 10**6, per_sample) == 1
+    # 64-true: twice the KV cache, and float64 sampling buffers
+    assert bytes_per_sample(gpt2, 257, torch.float64) == 4 * 36864 * 257 + 64 * 50257
 
 
 ODD_PROMPTS = {

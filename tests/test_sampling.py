@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from gpt2_sweep.sampling import (filtered_sorted_distribution, inverse_cdf_pick, nucleus_mask, sample_step,
-                                 select_tokens, shared_uniforms, sorted_probabilities)
+                                 select_tokens, shared_uniforms, sort_descending, sorted_probabilities)
 from reference import SAFE_MARGIN, reference_pick
 
 
@@ -31,6 +31,27 @@ def test_sort_is_descending_with_ties_broken_by_lower_token_id():
     probs, ids = sorted_probabilities(logits, torch.tensor([1.0]))
     assert ids.tolist() == [[1, 3, 2, 4, 0]]
     assert bool((probs[0, :-1] >= probs[0, 1:]).all())
+
+
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 9), vocab=st.integers(1, 5000),
+       levels=st.sampled_from([2, 50, None]))
+def test_the_packed_sort_orders_like_a_stable_descending_sort(seed, rows, vocab, levels):
+    generator = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(rows, vocab, generator=generator) * 4, dim=-1)
+    if levels:  # many ties
+        probs = (probs * levels).round() / levels
+    probs[0, :1] = 1.0  # the extremes: 1 and 0 (after rounding, above)
+    values, ids = sort_descending(probs)
+    expected_values, expected_ids = torch.sort(probs, dim=-1, descending=True, stable=True)
+    assert torch.equal(ids, expected_ids) and torch.equal(values, expected_values)
+
+
+def test_the_packed_sort_leaves_what_is_not_a_probability_to_torch_sort():
+    for probs in (torch.tensor([[0.5, float("nan"), 0.2, 0.2]]), torch.tensor([[0.5, -0.1, 0.2, 0.2]]),
+                  torch.tensor([[0.5, 0.25, 0.25]], dtype=torch.float64), torch.rand(2, 3, 7)):
+        values, ids = sort_descending(probs)
+        expected_values, expected_ids = torch.sort(probs, dim=-1, descending=True, stable=True)
+        assert torch.equal(ids, expected_ids) and torch.allclose(values, expected_values, equal_nan=True)
 
 
 def test_nucleus_keeps_the_smallest_set_whose_mass_reaches_the_value():

@@ -1,0 +1,134 @@
+"""Checks each token the runner's loop picks on a device against the sampling rule in float64.
+
+The loop runs as the runner runs it (bf16 weights on a GPU, float32 sampling arithmetic, the
+1,024-candidate path). Every step's logits are recorded; on the CPU, in float64, the check then
+recomputes from those logits the distribution the rule defines (temperature, nucleus, descending
+order with ties by the lower id, inverse CDF at the step's shared u) and compares its pick with the
+loop's. A pick may differ only where u or the nucleus value lies within --tolerance of a cumulative
+boundary, where float32 rounding legitimately decides. It also re-picks every step with the whole
+vocabulary sorted on the device: the two paths must agree exactly.
+
+    python benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64,512 --new 256
+    python benchmarks/check_tokens.py --device cpu --dtype fp32 --batches 4 --new 20
+
+Prints a table, writes JSON (--json, default benchmarks/check-tokens-<device>.json) and exits 1 if
+any pick differs beyond the tolerance or the two paths disagree.
+"""
+import argparse
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
+import torch  # noqa: E402
+
+from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
+from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
+from gpt2_sweep.sampling import sample_step, shared_uniforms  # noqa: E402
+
+
+
+class RecordingLM(CausalLM):
+    """A CausalLM that keeps every step's logits as the sampler received them."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.steps = []
+
+    def last_logits(self, input_ids, cache):
+        logits = super().last_logits(input_ids, cache)
+        self.steps.append(logits)
+        return logits
+
+
+def reference_picks(logits, temperatures, nuclei, uniform):
+    """The rule in float64 on the CPU: (tokens, margins), where a row's margin is the distance of u
+    or of its nucleus value to the nearest cumulative boundary that could change its pick."""
+    logits = logits.double().cpu()
+    temperatures, nuclei = temperatures.double().unsqueeze(-1), nuclei.double().unsqueeze(-1)
+    greedy = temperatures == 0
+    scaled = (logits - logits.amax(-1, keepdim=True)) / torch.where(greedy, 1.0, temperatures)
+    probs = torch.where(greedy, torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0),
+                        torch.softmax(scaled, dim=-1))
+    values, ids = torch.sort(probs, dim=-1, descending=True, stable=True)
+    before = torch.cumsum(values, -1) - values  # the mass strictly before each position
+    position = torch.arange(values.shape[-1])
+    # A token is kept while the mass before it is below the nucleus; the top token always.
+    kept = torch.where(nuclei < 1, (before < nuclei).sum(-1, keepdim=True).clamp(min=1), values.shape[-1])
+    is_kept = position < kept
+    cumulative = torch.cumsum(values * is_kept, -1) / (values * is_kept).sum(-1, keepdim=True)
+    above = (cumulative > uniform) & is_kept
+    picked = torch.where(above.any(-1, keepdim=True), above.to(torch.uint8).argmax(-1, keepdim=True), kept - 1)
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    u_margin = torch.where(is_kept, (cumulative - uniform).abs(), inf).amin(-1)
+    decides_nucleus = (position >= 1) & (position <= kept) & (nuclei < 1)  # kept ones and the first left out
+    nucleus_margin = torch.where(decides_nucleus, (before - nuclei).abs(), inf).amin(-1)
+    return ids.gather(-1, picked).squeeze(-1), torch.minimum(u_margin, nucleus_margin)
+
+
+def check(lm, batch, new, tolerance, device):
+    start = start_token(lm.model)
+    temperatures = torch.linspace(0.0, 1.5, batch)
+    nuclei = torch.linspace(0.05, 1.0, batch).flip(0)
+    uniforms = shared_uniforms(0, new)
+    lm.steps = []
+    generated = generate(lm, torch.tensor([start]), temperatures, nuclei, uniforms, new + 1)
+    counts = {"batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0, "differ_beyond_tolerance": 0,
+              "candidate_vs_full_sort_differ": 0, "smallest_margin_of_a_difference": None}
+    for step, logits in enumerate(lm.steps[:new]):
+        logits = logits.expand(batch, -1) if len(logits) == 1 else logits[:batch]  # the prefill has one row
+        picked = generated.tokens[:, 1 + step].cpu()
+        full = sample_step(logits, temperatures.to(device), nuclei.to(device), uniforms[step], None).tokens.cpu()
+        counts["candidate_vs_full_sort_differ"] += int((full != picked).sum())
+        expected, margins = reference_picks(logits.to(torch.promote_types(logits.dtype, torch.float32)),
+                                            temperatures, nuclei, float(uniforms[step]))
+        differ = picked != expected
+        counts["picks"] += batch
+        counts["agree"] += int((~differ).sum())
+        counts["differ_within_tolerance"] += int((differ & (margins <= tolerance)).sum())
+        counts["differ_beyond_tolerance"] += int((differ & (margins > tolerance)).sum())
+        if differ.any():
+            smallest = float(margins[differ].min())
+            previous = counts["smallest_margin_of_a_difference"]
+            counts["smallest_margin_of_a_difference"] = smallest if previous is None else min(previous, smallest)
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", default="4,64")
+    parser.add_argument("--new", type=int, default=64, help="new tokens per sample")
+    parser.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="a pick may differ from float64's where u or the nucleus is this close to a boundary")
+    parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    device, dtype = args.device, DTYPES[args.dtype]
+    model = benchmark_model(args.model_dir, device, dtype)
+    lm = RecordingLM(model)
+    rows = [check(lm, int(batch), args.new, args.tolerance, device) for batch in args.batches.split(",")]
+    card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU"
+    name = args.model_dir or "GPT-2 124M shape, random weights"
+    print(f"{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens, "
+          f"tolerance {args.tolerance:g}\n")
+    print(f"{'batch':>6} {'picks':>8} {'agree':>8} {'differ <= tol':>14} {'differ > tol':>13} {'cand != full':>13}")
+    for row in rows:
+        print(f"{row['batch']:>6} {row['picks']:>8} {row['agree']:>8} {row['differ_within_tolerance']:>14} "
+              f"{row['differ_beyond_tolerance']:>13} {row['candidate_vs_full_sort_differ']:>13}")
+    output = args.json or Path(__file__).with_name(f"check-tokens-{device}.json")
+    output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
+                                  "new_tokens": args.new, "tolerance": args.tolerance,
+                                  "date": datetime.now(timezone.utc).isoformat(), "rows": rows}, indent=2) + "\n")
+    print(f"\nwritten to {output}")
+    failed = any(row["differ_beyond_tolerance"] or row["candidate_vs_full_sort_differ"] for row in rows)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

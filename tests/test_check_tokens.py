@@ -1,0 +1,43 @@
+"""The GPU check script (benchmarks/check_tokens.py), run here on the CPU with a small model."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+from conftest import REPO, tiny_gpt2
+
+SCRIPT = REPO / "benchmarks" / "check_tokens.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("check_tokens", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_pick_agrees_with_the_float64_rule_and_both_paths_agree(tmp_path):
+    tiny_gpt2(3000, seed=1).save_pretrained(tmp_path / "model")  # more tokens than candidates
+    output = tmp_path / "check.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--dtype", "fp32", "--batches", "6,9",
+                             "--new", "20", "--model-dir", str(tmp_path / "model"), "--json", str(output)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(output.read_text())["rows"]
+    assert [row["picks"] for row in rows] == [120, 180]
+    for row in rows:
+        assert row["differ_beyond_tolerance"] == 0 and row["candidate_vs_full_sort_differ"] == 0
+        assert row["agree"] + row["differ_within_tolerance"] == row["picks"]
+
+
+def test_the_check_catches_a_loop_that_reads_the_wrong_uniform(monkeypatch):
+    check_tokens = load_script()
+    lm = check_tokens.RecordingLM(tiny_gpt2(3000, seed=1))
+    real_generate = check_tokens.generate
+
+    def off_by_one(lm, prompt, temperatures, nuclei, uniforms, *args, **kwargs):
+        return real_generate(lm, prompt, temperatures, nuclei, uniforms.roll(1), *args, **kwargs)
+
+    monkeypatch.setattr(check_tokens, "generate", off_by_one)
+    counts = check_tokens.check(lm, batch=6, new=20, tolerance=1e-4, device="cpu")
+    assert counts["differ_beyond_tolerance"] > 10
