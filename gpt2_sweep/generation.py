@@ -14,7 +14,8 @@ MIN_DECODE_ROWS = 4
 
 
 class TransposedHead(torch.nn.Linear):
-    """A Linear output head that multiplies by a contiguous copy of its weight's transpose.
+    """A Linear output head without bias that multiplies by a contiguous copy of its weight's
+    transpose.
 
     On the CPU, MKL reads a (hidden, vocabulary) matrix faster than the usual (vocabulary, hidden)
     one at decoding batch sizes. In its reproducible mode the logits of 4 rows or more are those of
@@ -27,24 +28,24 @@ class TransposedHead(torch.nn.Linear):
     def __init__(self, linear: torch.nn.Linear):
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight, self.bias = linear.weight, linear.bias
+        self.weight, self.bias = linear.weight, None
         self.register_buffer("weight_t", linear.weight.detach().t().contiguous(), persistent=False)
 
     def forward(self, hidden):
-        logits = hidden @ self.weight_t
-        return logits if self.bias is None else logits + self.bias
+        return hidden @ self.weight_t
 
 
 class CausalLM:
     """Calls a Hugging Face causal LM with a KV cache and returns the last position's logits.
 
-    On the CPU the model's Linear output head is replaced by a TransposedHead (once).
+    On the CPU the model's Linear output head, if it has no bias, is replaced by a TransposedHead
+    (once, in place: the model is meant for inference from then on).
     """
 
     def __init__(self, model):
         self.model = model
         head = model.get_output_embeddings()
-        if model.device.type == "cpu" and type(head) is torch.nn.Linear:
+        if model.device.type == "cpu" and type(head) is torch.nn.Linear and head.bias is None:
             model.set_output_embeddings(TransposedHead(head))
         parameters = inspect.signature(model.forward).parameters
         # transformers 5.24 renamed past_key_values to cache; older 5.x releases only know the old name.

@@ -3,6 +3,7 @@
 Every sample of a run reads the same uniform at the same position, so two samples differ only
 because their temperature or nucleus differ.
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,16 +52,16 @@ def sort_descending(probs: torch.Tensor):
     about half the cost.
     """
     *leading, vocab = probs.shape
-    rows = probs[..., 0].numel()
-    packable = (probs.device.type == "cpu" and probs.dtype == torch.float32 and rows < 2**33
-                and probs.numel() > 0)
+    rows = math.prod(leading)
+    packable = probs.device.type == "cpu" and probs.dtype == torch.float32 and 0 < probs.numel() and rows < 2**33
     if packable:
-        low, high = torch.aminmax(probs)
-        packable = bool(low >= 0) and bool(high <= 1)  # not NaN: otherwise the key would not order them
+        bits = probs.reshape(rows, vocab).view(torch.int32)
+        low, high = torch.aminmax(bits)
+        packable = bool(low >= 0) and bool(high <= ONE_AS_BITS)  # not -0.0, NaN or above 1
     if not packable:
         return torch.sort(probs, dim=-1, descending=True, stable=True)
     row = torch.arange(rows).unsqueeze(-1)
-    keys = ONE_AS_BITS - probs.reshape(rows, vocab).view(torch.int32).long()
+    keys = ONE_AS_BITS - bits.long()
     keys |= row << 30
     _, flat_positions = torch.sort(keys.view(-1), stable=True)
     ids = (flat_positions.view(rows, vocab) - row * vocab).view(*leading, vocab)

@@ -48,6 +48,7 @@ def test_the_packed_sort_orders_like_a_stable_descending_sort(seed, rows, vocab,
 
 def test_the_packed_sort_leaves_what_is_not_a_probability_to_torch_sort():
     for probs in (torch.tensor([[0.5, float("nan"), 0.2, 0.2]]), torch.tensor([[0.5, -0.1, 0.2, 0.2]]),
+                  torch.tensor([[0.0, 0.5, -0.0, 0.0], [0.25, -0.0, 0.0, 0.75]]), torch.zeros(2, 0),
                   torch.tensor([[0.5, 0.25, 0.25]], dtype=torch.float64), torch.rand(2, 3, 7)):
         values, ids = sort_descending(probs)
         expected_values, expected_ids = torch.sort(probs, dim=-1, descending=True, stable=True)
