@@ -1,6 +1,4 @@
 """The decode loop against a plain loop that recomputes every step without a cache."""
-import copy
-
 import torch
 import torch.nn.functional as F
 
