@@ -32,7 +32,6 @@ from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.sampling import sample_step, shared_uniforms  # noqa: E402
 
 
-
 class RecordingLM(CausalLM):
     """A CausalLM that keeps every step's logits as the sampler received them (in host memory:
     batch 512 x 256 steps of GPT-2 logits are 13 GB in bf16)."""

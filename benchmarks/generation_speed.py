@@ -31,7 +31,6 @@ from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
 
 
-
 def synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

@@ -124,7 +124,7 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
         if not lines:
             axis.text(0.5, 0.5, f"no {setting} sweep here", ha="center", va="center",
                       transform=axis.transAxes, color="gray")
-    handles, labels = {}, {}
+    handles = {}
     for axis in axes:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             handles.setdefault(label, handle)

@@ -1,6 +1,5 @@
 """Kill-safe artifacts, resumable sweeps, isolated job failures, out-of-memory back-off, odd input."""
 import json
-import os
 import signal
 import subprocess
 import sys
