@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from .sampling import CANDIDATES, sample_step
+from .ordering import CANDIDATES, candidate_step
 
 # MKL in its reproducible mode (MKL_CBWR, set by the package) computes each row of a matrix
 # product the same way whatever the batch, but only from 4 rows up: smaller batches are padded.
@@ -102,7 +102,9 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
 
     Position t >= 1 is drawn with uniforms[t - 1]. With stop_token_id set, generation ends once
     every row has produced it, and a row that has is filled with it from then on. candidates=None
-    sorts the whole vocabulary at every step (the straightforward path; same tokens, slower).
+    sorts the whole vocabulary at every step (the straightforward path; same tokens, slower). This is
+    the generic loop: any transformers causal LM, eagerly, with a growing cache (static_decode.py is
+    the fast one).
     """
     lm = model if isinstance(model, CausalLM) else CausalLM(model)
     device = lm.model.device
@@ -124,7 +126,7 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
     cache.batch_repeat_interleave(rows)
     end = max_length
     for position in range(prompt_length, max_length):
-        step = sample_step(logits, temperatures, nuclei, uniforms[position - 1], candidates)
+        step = candidate_step(logits, temperatures, nuclei, uniforms[position - 1], candidates)
         steps.append(step)
         next_tokens = step.tokens
         if stop_token_id is not None:

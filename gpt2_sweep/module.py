@@ -7,7 +7,8 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from .generation import CausalLM, Generated, generate
+from .engines import choose_engine, decode
+from .generation import Generated
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class SampleIndices(Dataset):
 
 
 class SamplingModule(L.LightningModule):
-    def __init__(self, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None):
+    def __init__(self, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None, compile_setting="auto"):
         super().__init__()
         self.model = model
         self.prompt_ids = prompt_ids
@@ -36,6 +37,8 @@ class SamplingModule(L.LightningModule):
         self.max_length = max_length
         self.stop_token_id = stop_token_id
         self.max_rows = None  # set after an out-of-memory error
+        self.compile_setting = compile_setting
+        self.engine = None  # chosen on the first batch, once the model is on its device
 
     def predict_step(self, indices, batch_idx=0):
         indices = indices.cpu()
@@ -47,9 +50,10 @@ class SamplingModule(L.LightningModule):
         if self.max_rows is not None and len(indices) > self.max_rows:
             parts = [self.sample(part) for part in indices.split(self.max_rows)]
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
+        self.engine = self.engine or choose_engine(self.model, self.compile_setting)
         try:
-            return generate(CausalLM(self.model), self.prompt_ids, self.temperatures[indices],
-                            self.nuclei[indices], self.uniforms, self.max_length, self.stop_token_id).cpu()
+            return decode(self.engine, self.model, self.prompt_ids, self.temperatures[indices], self.nuclei[indices],
+                          self.uniforms, self.max_length, self.stop_token_id).cpu()
         except torch.OutOfMemoryError:
             if len(indices) == 1:
                 raise
@@ -80,18 +84,19 @@ class RankResultWriter(BasePredictionWriter):
         parameter = next(pl_module.model.parameters())
         batches = [{"indices": batch["indices"], **vars(batch["generated"])} for batch in predictions]
         torch.save({"batches": batches, "device": str(parameter.device),
-                    "dtype": str(parameter.dtype).removeprefix("torch."), "max_rows": pl_module.max_rows},
+                    "dtype": str(parameter.dtype).removeprefix("torch."), "max_rows": pl_module.max_rows,
+                    "engine": pl_module.engine.describe() if pl_module.engine else None},
                    self.directory / f"rank-{trainer.global_rank}.pt")
 
 
 def read_rank_results(directory: Path) -> tuple[dict[int, Generated], dict]:
     """Each sample (a one-row Generated) by index from every rank's file, and how they were drawn:
-    the device and dtype of rank 0 and, after an out-of-memory error on any rank, the smallest batch
+    the device, dtype and engine of rank 0 and, after an out-of-memory error on any rank, the smallest batch
     a rank went on with (else None)."""
     samples, drawn_with, max_rows = {}, {}, []
     for path in sorted(directory.glob("rank-*.pt"), key=lambda p: int(p.stem.split("-")[1])):
         result = torch.load(path, weights_only=True)
-        drawn_with = drawn_with or {"device": result["device"], "dtype": result["dtype"]}
+        drawn_with = drawn_with or {"device": result["device"], "dtype": result["dtype"], "engine": result["engine"]}
         if result["max_rows"] is not None:
             max_rows.append(result["max_rows"])
         for batch in result["batches"]:

@@ -46,6 +46,7 @@ class RunOptions:
     temperature_range: tuple[float, float]
     nucleus_range: tuple[float, float]
     schedule: str
+    compile: str | bool
 
 
 def read_options(cfg) -> RunOptions:
@@ -69,6 +70,9 @@ def read_options(cfg) -> RunOptions:
     output_json = cfg.get("output_json")
     if output_json is not None and (not isinstance(output_json, str) or not output_json.strip()):
         raise UsageError(f"output_json={output_json!r} is not allowed: a file path or null")
+    compile_setting = cfg.get("runtime", {}).get("compile", "auto")
+    if not (compile_setting == "auto" or isinstance(compile_setting, bool)):
+        raise UsageError(f"runtime.compile={compile_setting!r} is not allowed: auto, true or false")
     sampler = cfg.sampler
     schedule = sampler.get("schedule", "paired")
     if schedule not in SCHEDULES:
@@ -87,4 +91,5 @@ def read_options(cfg) -> RunOptions:
         temperature_range=value_range(sampler.get("temperature_range"), "sampler.temperature_range", math.inf),
         nucleus_range=value_range(sampler.get("nucleus_range"), "sampler.nucleus_range", 1.0),
         schedule=schedule,
+        compile=compile_setting,
     )

@@ -87,13 +87,13 @@ def test_a_failing_job_writes_error_json_and_the_others_still_run(tiny_model_dir
 
 
 def out_of_memory_above(limit, calls):
-    real = gpt2_sweep.module.generate
+    real = gpt2_sweep.module.decode
 
-    def limited(lm, prompt_ids, temperatures, *args, **kwargs):
+    def limited(engine, model, prompt_ids, temperatures, *args, **kwargs):
         calls.append(len(temperatures))
         if len(temperatures) > limit:
             raise torch.OutOfMemoryError("simulated out of memory")
-        return real(lm, prompt_ids, temperatures, *args, **kwargs)
+        return real(engine, model, prompt_ids, temperatures, *args, **kwargs)
     return limited
 
 
@@ -106,7 +106,7 @@ def sampling_module(model, tokenizer, count=6):
 def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch):
     expected = sampling_module(tiny_model, tokenizer).sample(torch.arange(6)).tokens
     calls = []
-    monkeypatch.setattr(gpt2_sweep.module, "generate", out_of_memory_above(2, calls))
+    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above(2, calls))
     module = sampling_module(tiny_model, tokenizer)
     assert torch.equal(module.sample(torch.arange(6)).tokens, expected)
     assert module.max_rows == 2 and calls[:2] == [6, 3]
@@ -120,7 +120,7 @@ def test_the_artifact_records_the_batch_an_out_of_memory_error_left(tiny_model_d
         cfg = compose(config_name="config", overrides=[f"model.name={tiny_model_dir}", "sampler=both",
                                                         "num_samples=6", "max_length=12"])
     run_sweep(cfg, tmp_path / "plain")
-    monkeypatch.setattr(gpt2_sweep.module, "generate", out_of_memory_above(2, []))
+    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above(2, []))
     run_sweep(cfg, tmp_path / "backed-off")
     plain, backed_off = artifact(tmp_path / "plain"), artifact(tmp_path / "backed-off")
     assert plain["metadata"]["batch_size_after_out_of_memory"] is None
@@ -130,7 +130,7 @@ def test_the_artifact_records_the_batch_an_out_of_memory_error_left(tiny_model_d
 
 
 def test_out_of_memory_with_one_sample_is_raised(tiny_model, tokenizer, monkeypatch):
-    monkeypatch.setattr(gpt2_sweep.module, "generate", out_of_memory_above(0, []))
+    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above(0, []))
     with pytest.raises(torch.OutOfMemoryError):
         sampling_module(tiny_model, tokenizer).sample(torch.arange(3))
 

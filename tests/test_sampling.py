@@ -6,8 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from gpt2_sweep.sampling import (filtered_sorted_distribution, inverse_cdf_pick, nucleus_mask, sample_step,
-                                 select_tokens, shared_uniforms, sort_descending, sorted_probabilities)
+from gpt2_sweep.ordering import candidate_step, sort_descending
+from gpt2_sweep.sampling import (MASS_UNIT, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
+                                 sample_step, select_tokens, shared_uniforms, sorted_probabilities)
+from gpt2_sweep.threshold_search import search_step
 from reference import SAFE_MARGIN, reference_pick
 
 
@@ -59,26 +61,27 @@ def test_the_packed_sort_leaves_what_is_not_a_probability_to_torch_sort():
 def test_nucleus_keeps_the_smallest_set_whose_mass_reaches_the_value():
     probs = torch.tensor([[0.5, 0.25, 0.125, 0.125]] * 6)  # exact in binary
     nuclei = torch.tensor([0.0, 0.5, 0.6, 0.75, 0.76, 1.0])
-    kept = nucleus_mask(probs, nuclei).sum(-1).tolist()
+    kept = nucleus_mask(masses(probs), nuclei).sum(-1).tolist()
     assert kept == [1, 1, 2, 2, 3, 4]
 
 
 def test_nucleus_of_one_or_more_keeps_every_token_even_with_rounding():
-    probs = torch.full((1, 1000), 1e-3)  # sums to slightly off 1 in float32
-    assert bool(nucleus_mask(probs, torch.tensor([1.0])).all())
-    assert bool(nucleus_mask(probs, torch.tensor([1.5])).all())
+    rounded_up = torch.tensor([[MASS_UNIT // 2 + 1, MASS_UNIT // 2 + 1, 5]])  # rounding took the total past 1
+    assert nucleus_mask(rounded_up, torch.tensor([0.9999])).tolist() == [[True, True, False]]
+    assert bool(nucleus_mask(rounded_up, torch.tensor([1.0])).all())
+    assert bool(nucleus_mask(rounded_up, torch.tensor([1.5])).all())
 
 
 def test_inverse_cdf_picks_the_first_token_whose_cumulative_mass_exceeds_u():
     probs = torch.tensor([[0.5, 0.25, 0.25, 0.0]] * 5)
     uniforms = [0.0, 0.49, 0.5, 0.75, 0.9999]
-    picks = [inverse_cdf_pick(probs[i:i + 1], u).item() for i, u in enumerate(uniforms)]
+    picks = [inverse_cdf_pick(masses(probs[i:i + 1]), u).item() for i, u in enumerate(uniforms)]
     assert picks == [0, 0, 1, 2, 2]
 
 
-def test_when_rounding_leaves_no_token_the_last_kept_token_with_mass_is_taken():
-    probs = torch.tensor([[0.5, 0.25, 0.2499, 0.0, 0.0]])  # sums to 0.9999 < u
-    assert inverse_cdf_pick(probs, 0.99995).item() == 2
+def test_the_largest_uniform_picks_the_last_token_with_mass_never_one_without():
+    probs = torch.tensor([[0.5, 0.25, 0.2499, 0.0, 0.0]])  # renormalised by the kept total
+    assert inverse_cdf_pick(masses(probs), torch.tensor(1 - 2**-24)).item() == 2
 
 
 def test_temperature_zero_is_greedy_whatever_u_and_nucleus():
@@ -179,18 +182,28 @@ def test_a_thousand_random_picks_match_the_reference():
 
 
 @given(seed=st.integers(0, 2**31 - 1), vocab=st.integers(70, 3000), candidates=st.sampled_from([1, 8, 64]),
-       scale=st.sampled_from([0.5, 3.0, 12.0]), ties=st.booleans())
-def test_the_candidate_path_picks_what_a_full_sort_picks(seed, vocab, candidates, scale, ties):
-    """Exactly the same tokens and distributions, whether the top candidates decide or not."""
+       scale=st.sampled_from([0.5, 3.0, 12.0]), ties=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_candidates_and_the_threshold_search_pick_what_a_full_sort_picks(seed, vocab, candidates, scale, ties, dtype):
+    """Exactly the same tokens and statistics, whether the top candidates decide or not."""
     generator = torch.Generator().manual_seed(seed)
-    logits = torch.randn(24, vocab, generator=generator) * scale
+    logits = (torch.randn(24, vocab, generator=generator) * scale).to(dtype)
     if ties:  # many equal logits, also across the candidates' boundary
         logits = (logits * 2).round() / 2
     temperatures = torch.tensor([0.0, 0.3, 1.0, 1.5] * 6)
     nuclei = torch.tensor([0.0, 0.5, 0.95, 1.0, 0.2, 0.99] * 4)
-    for uniform in (0.0, 0.37, 0.999):
-        fast = sample_step(logits, temperatures, nuclei, uniform, candidates)
-        full = sample_step(logits, temperatures, nuclei, uniform, None)
-        assert torch.equal(fast.tokens, full.tokens)
-        assert torch.equal(fast.entropies, full.entropies)
-        assert torch.equal(fast.support_sizes, full.support_sizes)
+    for uniform in (0.0, 0.37, 0.999, 1 - 2**-24):
+        full = sample_step(logits, temperatures, nuclei, uniform)
+        for fast in (candidate_step(logits, temperatures, nuclei, uniform, candidates),
+                     search_step(logits, temperatures, nuclei, uniform)):
+            assert torch.equal(fast.tokens, full.tokens)
+            assert torch.equal(fast.logprobs, full.logprobs) and torch.equal(fast.entropies, full.entropies)
+            assert torch.equal(fast.support_sizes, full.support_sizes)
+
+
+def test_the_threshold_search_settles_ties_by_token_id_like_the_sort():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 3.0, 2.0, 3.0]])  # three tokens share the top
+    for uniform in (0.0, 0.2, 0.4, 0.7, 0.95):
+        for nucleus in (0.0, 0.3, 0.5, 1.0):
+            args = (logits, torch.tensor([1.0]), torch.tensor([nucleus]), uniform)
+            assert search_step(*args).tokens.tolist() == sample_step(*args).tokens.tolist()
+    assert search_step(logits, torch.tensor([1.0]), torch.tensor([0.0]), 0.9).tokens.tolist() == [1]

@@ -1,0 +1,95 @@
+"""Which decode loop a run uses (runtime.compile and the model's family decide), and running it."""
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .generation import MIN_DECODE_ROWS, Generated, generate, pad_rows
+from .native_models import native_model
+from .ordering import candidate_step
+from .static_decode import (CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill,
+                            stop_position)
+from .threshold_search import search_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What decodes: recorded in the artifact as metadata.engine."""
+
+    loop: str             # "static": a native forward and a fixed-shape step; "dynamic": any transformers model
+    model: str            # the native forward's name, or "transformers"
+    sampler: str          # "threshold search" (compiled) or "top candidates, else a full sort" (eager)
+    compiled: bool        # the sampler is the threshold search, compiled with torch.compile (inductor)
+    cuda_graphs: bool     # each step replayed from a captured CUDA graph
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+def choose_engine(model, compile_setting="auto") -> Engine:
+    """auto: compiled and captured on CUDA; on the CPU the eager loop, which measures faster there.
+    A model family without a native forward takes the generic loop, whatever was asked."""
+    cuda = next(model.parameters()).device.type == "cuda"
+    compiled = cuda if compile_setting == "auto" else bool(compile_setting)
+    native = native_model(model)
+    if native is None:
+        if compile_setting is True:
+            log.warning(f"runtime.compile=true: {type(model).__name__} has no native forward here (GPT-2 "
+                        "and Llama-style models do), so the generic loop runs, uncompiled")
+        return Engine("dynamic", "transformers", "top candidates, else a full sort", False, False)
+    if not (cuda or compiled):
+        return Engine("dynamic", "transformers", "top candidates, else a full sort", False, False)
+    sampler = "threshold search" if compiled else "top candidates, else a full sort"
+    return Engine("static", type(native).__name__, sampler, compiled, cuda and compiled)
+
+
+_compiled_search = None
+
+
+def compiled_search_step():
+    """search_step compiled once per process (and once per batch shape, by torch.compile's guards)."""
+    global _compiled_search
+    if _compiled_search is None:
+        _compiled_search = torch.compile(search_step, fullgraph=True, dynamic=False)
+    return _compiled_search
+
+
+@torch.inference_mode()
+def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None,
+                    compiled=False, cuda_graphs=False) -> Generated:
+    if cuda_graphs and not compiled:
+        raise ValueError("a CUDA graph needs the sync-free (compiled) sampler")
+    """generate()'s samples from the static loop: a native forward over a static cache."""
+    native = native_model(model)
+    device = next(model.parameters()).device
+    batch = len(temperatures)
+    rows = max(batch, MIN_DECODE_ROWS)
+    state = DecodeState.allocate(native, prompt_ids.to(device), pad_rows(temperatures, rows),
+                                 pad_rows(nuclei, rows), uniforms, max_length, stop_token_id)
+    # Uncompiled, the search would materialise (rows, vocabulary, thresholds): the eager step takes
+    # the candidates, whose host synchronisations only matter inside a CUDA graph.
+    sample = compiled_search_step() if compiled else candidate_step
+    prefill(native, state)
+
+    def step(length):
+        decode_one_token(native, state, length, sample)
+
+    if cuda_graphs:
+        lengths = sorted({bucket(p, max_length) for p in range(state.prompt_length, max_length)})
+        step = CapturedSteps(step, state, lengths)
+    written = decode_n_tokens(step, state)
+    end = stop_position(state.tokens, state.prompt_length, stop_token_id, written)
+    steps = end - state.prompt_length
+    return Generated(tokens=state.tokens[:batch, :end], logprobs=state.logprobs[:batch, :steps],
+                     entropies=state.entropies[:batch, :steps], support_sizes=state.support_sizes[:batch, :steps])
+
+
+def decode(engine: Engine, model, prompt_ids, temperatures, nuclei, uniforms, max_length,
+           stop_token_id=None) -> Generated:
+    """The samples of one batch, one per (temperature, nucleus) pair, by the chosen loop."""
+    if engine.loop == "static":
+        return generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id,
+                               engine.compiled, engine.cuda_graphs)
+    return generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id)

@@ -1,0 +1,125 @@
+"""GPT-2 and Llama-style forwards over a static KV cache, reading only its filled part.
+
+They run the Hugging Face model's own modules and weights (nothing is copied), but own the cache
+and the attention: keys and values are written at device-side positions, and attention reads the
+first `length` cache positions, a length the decode loop rounds up to a bucket. Fixed shapes and no
+host synchronisation, so a step can be compiled or captured as a CUDA graph. Other model families
+take the generic loop (generation.py).
+"""
+import torch
+import torch.nn.functional as F
+
+
+class StaticCache:
+    """Keys and values of every layer: (layers, batch, kv heads, max_length, head dim), allocated once."""
+
+    def __init__(self, layers, batch, kv_heads, max_length, head_dim, dtype, device):
+        shape = (layers, batch, kv_heads, max_length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+
+    def attend(self, layer, query, key, value, positions, length, scale):
+        """Write this step's keys and values at `positions` (rows 0 to len(query) - 1), then attend
+        from each query position to the cached positions at or before it, among the first `length`."""
+        rows = len(query)
+        self.keys[layer, :rows].index_copy_(2, positions, key)
+        self.values[layer, :rows].index_copy_(2, positions, value)
+        keys, values = self.keys[layer, :rows, :, :length], self.values[layer, :rows, :, :length]
+        visible = torch.arange(keys.shape[-2], device=query.device) <= positions.unsqueeze(-1)
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale,
+                                              enable_gqa=query.shape[1] != key.shape[1])
+
+    def share_first_row(self, length: int) -> None:
+        """Copy row 0's first `length` positions (the shared prompt) to every row."""
+        self.keys[:, 1:, :, :length] = self.keys[:, :1, :, :length]
+        self.values[:, 1:, :, :length] = self.values[:, :1, :, :length]
+
+
+def heads(x, count):
+    """(batch, positions, count * dim) -> (batch, count, positions, dim)."""
+    return x.view(*x.shape[:2], count, -1).transpose(1, 2)
+
+
+def merged(x):
+    """(batch, heads, positions, dim) -> (batch, positions, heads * dim)."""
+    return x.transpose(1, 2).flatten(2)
+
+
+class NativeGPT2:
+    """GPT2LMHeadModel's forward for ids at `positions`; the logits of the last position."""
+
+    def __init__(self, model):
+        self.model, self.body = model, model.transformer
+        config = model.config
+        self.heads, self.kv_heads = config.n_head, config.n_head
+        self.head_dim = config.n_embd // config.n_head
+
+    @staticmethod
+    def supports(model) -> bool:
+        config = model.config
+        return (config.model_type == "gpt2" and hasattr(model, "transformer")
+                and config.activation_function in ("gelu_new", "gelu_pytorch_tanh", "gelu")
+                and not config.scale_attn_by_inverse_layer_idx and not config.reorder_and_upcast_attn
+                and not getattr(config, "add_cross_attention", False))
+
+    def __call__(self, ids, positions, cache, length):
+        body = self.body
+        x = body.wte(ids) + body.wpe(positions)
+        for layer, block in enumerate(body.h):
+            attention = block.attn
+            query, key, value = attention.c_attn(block.ln_1(x)).split(attention.split_size, dim=-1)
+            attended = cache.attend(layer, heads(query, self.heads), heads(key, self.heads),
+                                    heads(value, self.heads), positions, length, attention.scaling)
+            x = x + attention.c_proj(merged(attended))
+            x = x + block.mlp(block.ln_2(x))
+        return self.model.get_output_embeddings()(body.ln_f(x[:, -1]))
+
+
+def rotated(x, cos, sin):
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+class NativeLlama:
+    """LlamaForCausalLM's forward (also SmolLM2) for ids at `positions`; the last position's logits."""
+
+    def __init__(self, model):
+        self.model, self.body = model, model.model
+        config = model.config
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+    @staticmethod
+    def supports(model) -> bool:
+        config = model.config
+        rope = getattr(config, "rope_parameters", None) or {}
+        return (config.model_type == "llama" and hasattr(model, "model")
+                and rope.get("rope_type", "default") == "default" and config.hidden_act == "silu"
+                and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False))
+
+    def __call__(self, ids, positions, cache, length):
+        body = self.body
+        x = body.embed_tokens(ids)
+        rotary = body.rotary_emb
+        frequencies = positions.unsqueeze(-1).float() * rotary.inv_freq.float()
+        angles = torch.cat((frequencies, frequencies), dim=-1)
+        cos = (angles.cos() * rotary.attention_scaling).to(x.dtype)
+        sin = (angles.sin() * rotary.attention_scaling).to(x.dtype)
+        for layer, block in enumerate(body.layers):
+            attention = block.self_attn
+            h = block.input_layernorm(x)
+            query = rotated(heads(attention.q_proj(h), self.heads), cos, sin)
+            key = rotated(heads(attention.k_proj(h), self.kv_heads), cos, sin)
+            attended = cache.attend(layer, query, key, heads(attention.v_proj(h), self.kv_heads), positions,
+                                    length, attention.scaling)
+            x = x + attention.o_proj(merged(attended))
+            x = x + block.mlp(block.post_attention_layernorm(x))
+        return self.model.get_output_embeddings()(body.norm(x[:, -1]))
+
+
+NATIVE_MODELS = (NativeGPT2, NativeLlama)
+
+
+def native_model(model):
+    """The native forward for this model's family, or None where there is none."""
+    return next((native(model) for native in NATIVE_MODELS if native.supports(model)), None)
