@@ -26,10 +26,9 @@ bench: setup
 	$(BIN)/python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
 	$(BIN)/python benchmarks/whole_run.py --samples 4,64 --max-length 50
 
-# On a machine with a CUDA GPU: the token check, then the speeds (see the README's Performance).
-bench-gpu: setup
-	$(BIN)/python benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64,512 --new 256
-	$(BIN)/python benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16
+# On a machine with a CUDA GPU (its own torch): the token check, then the speeds (README, Performance).
+bench-gpu:
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis

@@ -1,15 +1,17 @@
-"""Checks each token the runner's loop picks on a device against the sampling rule in float64.
+"""Checks each token the runner's loops pick on a device against the sampling rule in float64.
 
-The loop runs as the runner runs it (bf16 weights on a GPU, float32 sampling arithmetic, the
-1,024-candidate path). Every step's logits are recorded; on the CPU, in float64, the check then
+Both loops run as the runner runs them (bf16 weights on a GPU, float32 sampling arithmetic): the
+generic loop (1,024 candidates, else a full sort) and the static loop (native forward; on CUDA the
+compiled threshold search, whose CUDA-graph replay must give the same tokens as its eager run,
+also counted). Every step's logits are recorded; on the CPU, in float64, the check then
 recomputes from those logits the distribution the rule defines (temperature, nucleus, descending
 order with ties by the lower id, inverse CDF at the step's shared u) and compares its pick with the
 loop's. A pick may differ only where u or the nucleus value lies within --tolerance of a cumulative
 boundary, where float32 rounding legitimately decides. It also re-picks every step with the whole
-vocabulary sorted on the device and counts where that differs from the candidate path (on the CPU
-the tests require none; on a GPU a parallel cumsum may round the two differently at a boundary).
+vocabulary sorted on the device and counts where that differs from the loop's own sampler (integer
+masses make them agree exactly, on every device: the count must be 0).
 
-    python benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64,512 --new 256
+    python benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64,512 --new 128
     python benchmarks/check_tokens.py --device cpu --dtype fp32 --batches 4 --new 20
 
 Prints a table, writes JSON (--json, default benchmarks/check-tokens-<device>.json) and exits 1 if
@@ -28,7 +30,9 @@ import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
+from gpt2_sweep.engines import generate_static  # noqa: E402
 from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
+from gpt2_sweep.native_models import native_model  # noqa: E402
 from gpt2_sweep.sampling import sample_step, shared_uniforms  # noqa: E402
 
 
@@ -42,6 +46,21 @@ class RecordingLM(CausalLM):
 
     def last_logits(self, input_ids, cache):
         logits = super().last_logits(input_ids, cache)
+        self.steps.append(logits.cpu())
+        return logits
+
+
+class RecordingNative:
+    """A native forward (static loop) that keeps every step's logits in host memory, as RecordingLM."""
+
+    def __init__(self, native):
+        self.native, self.steps = native, []
+
+    def __getattr__(self, name):
+        return getattr(self.native, name)
+
+    def __call__(self, ids, positions, cache, length):
+        logits = self.native(ids, positions, cache, length)
         self.steps.append(logits.cpu())
         return logits
 
@@ -71,21 +90,34 @@ def reference_picks(logits, temperatures, nuclei, uniform):
     return ids.gather(-1, picked).squeeze(-1), torch.minimum(u_margin, nucleus_margin)
 
 
-def check(lm, batch, new, tolerance, device):
+def check(lm, batch, new, tolerance, device, loop="dynamic"):
+    """Counts for one batch of `loop` ("dynamic": lm is a RecordingLM; "static": its model's native
+    forward, the threshold search compiled on CUDA, where the CUDA-graph replay is compared too)."""
     start = start_token(lm.model)
     temperatures = torch.linspace(0.0, 1.5, batch)
     nuclei = torch.linspace(0.05, 1.0, batch).flip(0)
     uniforms = shared_uniforms(0, new)
-    lm.steps = []
-    generated = generate(lm, torch.tensor([start]), temperatures, nuclei, uniforms, new + 1)
-    counts = {"batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0, "differ_beyond_tolerance": 0,
-              "candidate_vs_full_sort_differ": 0, "smallest_margin_of_a_difference": None}
-    for step, logits in enumerate(lm.steps[:new]):
+    arguments = (torch.tensor([start]), temperatures, nuclei, uniforms, new + 1)
+    counts = {"loop": loop, "batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0,
+              "differ_beyond_tolerance": 0, "fast_vs_full_sort_differ": 0, "graph_vs_eager_differ": None,
+              "smallest_margin_of_a_difference": None}
+    if loop == "static":
+        cuda = device == "cuda"
+        recorder = RecordingNative(native_model(lm.model))
+        generated = generate_static(lm.model, *arguments, compiled=cuda, native=recorder)
+        recorded = recorder.steps
+        if cuda:
+            replayed = generate_static(lm.model, *arguments, compiled=True, cuda_graphs=True)
+            counts["graph_vs_eager_differ"] = int((replayed.tokens != generated.tokens).sum())
+    else:
+        lm.steps = []
+        generated = generate(lm, *arguments)
+        recorded = lm.steps
+    for step, logits in enumerate(recorded[:new]):
         logits = logits.expand(batch, -1) if len(logits) == 1 else logits[:batch]  # the prefill has one row
         picked = generated.tokens[:, 1 + step].cpu()
-        full = sample_step(logits.to(device), temperatures.to(device), nuclei.to(device), uniforms[step],
-                           None).tokens.cpu()
-        counts["candidate_vs_full_sort_differ"] += int((full != picked).sum())
+        full = sample_step(logits.to(device), temperatures.to(device), nuclei.to(device), uniforms[step]).tokens.cpu()
+        counts["fast_vs_full_sort_differ"] += int((full != picked).sum())
         expected, margins = reference_picks(logits.to(torch.promote_types(logits.dtype, torch.float32)),
                                             temperatures, nuclei, float(uniforms[step]))
         differ = picked != expected
@@ -109,26 +141,31 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="a pick may differ from float64's where u or the nucleus is this close to a boundary")
     parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
+    parser.add_argument("--loops", default="dynamic,static")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device, dtype = args.device, DTYPES[args.dtype]
     model = benchmark_model(args.model_dir, device, dtype)
     lm = RecordingLM(model)
-    rows = [check(lm, int(batch), args.new, args.tolerance, device) for batch in args.batches.split(",")]
+    rows = [check(lm, int(batch), args.new, args.tolerance, device, loop)
+            for loop in args.loops.split(",") for batch in args.batches.split(",")]
     card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU"
     name = args.model_dir or "GPT-2 124M shape, random weights"
     print(f"{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens, "
           f"tolerance {args.tolerance:g}\n")
-    print(f"{'batch':>6} {'picks':>8} {'agree':>8} {'differ <= tol':>14} {'differ > tol':>13} {'cand != full':>13}")
+    print(f"{'loop':>8} {'batch':>6} {'picks':>8} {'agree':>8} {'differ <= tol':>14} {'differ > tol':>13} "
+          f"{'fast != full':>13} {'graph != eager':>15}")
     for row in rows:
-        print(f"{row['batch']:>6} {row['picks']:>8} {row['agree']:>8} {row['differ_within_tolerance']:>14} "
-              f"{row['differ_beyond_tolerance']:>13} {row['candidate_vs_full_sort_differ']:>13}")
+        print(f"{row['loop']:>8} {row['batch']:>6} {row['picks']:>8} {row['agree']:>8} "
+              f"{row['differ_within_tolerance']:>14} {row['differ_beyond_tolerance']:>13} "
+              f"{row['fast_vs_full_sort_differ']:>13} {str(row['graph_vs_eager_differ']):>15}")
     output = args.json or Path(__file__).with_name(f"check-tokens-{device}.json")
     output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
                                   "new_tokens": args.new, "tolerance": args.tolerance,
                                   "date": datetime.now(timezone.utc).isoformat(), "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
-    failed = any(row["differ_beyond_tolerance"] for row in rows)
+    failed = any(row["differ_beyond_tolerance"] or row["fast_vs_full_sort_differ"] or row["graph_vs_eager_differ"]
+                 for row in rows)
     sys.exit(1 if failed else 0)
 
 

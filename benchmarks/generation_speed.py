@@ -27,7 +27,7 @@ import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
-from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
+from gpt2_sweep.engines import choose_engine, decode  # noqa: E402
 from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
 
 
@@ -61,13 +61,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--peers", default="runner,hf_generate,hf_generate_static")
     parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
+    parser.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
+                        help="the runner's runtime.compile (auto: compiled with CUDA graphs on CUDA)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device, dtype = args.device, DTYPES[args.dtype]
     model = benchmark_model(args.model_dir, device, dtype)
     start = start_token(model)
     model.generation_config.pad_token_id = start
-    lm = CausalLM(copy.deepcopy(model))  # its own copy: CausalLM prepares the model for decoding
+    runner_model = copy.deepcopy(model)  # its own copy: the CPU loop prepares the model for decoding
+    engine = choose_engine(runner_model, {"auto": "auto", "true": True, "false": False}[args.compile])
+    print(f"runner engine: {engine.describe()}", flush=True)
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         prompt = torch.tensor([start])
@@ -76,7 +80,7 @@ def main() -> None:
         nuclei = torch.linspace(1e-6, 1.0, batch)
         uniforms = shared_uniforms(0, args.new)
         runs = {
-            "runner": lambda: generate(lm, prompt, temperatures, nuclei, uniforms, args.new + 1),
+            "runner": lambda: decode(engine, runner_model, prompt, temperatures, nuclei, uniforms, args.new + 1),
             "hf_generate": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
                                                   max_new_tokens=args.new, min_new_tokens=args.new),
             "hf_generate_static": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9,
@@ -108,6 +112,7 @@ def main() -> None:
     output = args.json or Path(__file__).with_name(f"results-{device}.json")
     output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
                                   "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
+                                  "engine": engine.describe(),
                                   "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
 

@@ -58,11 +58,12 @@ def compiled_search_step():
 
 @torch.inference_mode()
 def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None,
-                    compiled=False, cuda_graphs=False) -> Generated:
+                    compiled=False, cuda_graphs=False, native=None) -> Generated:
     if cuda_graphs and not compiled:
         raise ValueError("a CUDA graph needs the sync-free (compiled) sampler")
-    """generate()'s samples from the static loop: a native forward over a static cache."""
-    native = native_model(model)
+    """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
+    a static cache."""
+    native = native or native_model(model)
     device = next(model.parameters()).device
     batch = len(temperatures)
     rows = max(batch, MIN_DECODE_ROWS)

@@ -1,0 +1,127 @@
+"""The static decode loop (native forwards, fixed-shape step) against the generic loop, on the CPU."""
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+from conftest import tiny_gpt2
+from reference import reference_pick
+from gpt2_sweep.engines import choose_engine, generate_static
+from gpt2_sweep.generation import generate
+from gpt2_sweep.native_models import native_model
+from gpt2_sweep.sampling import shared_uniforms
+from gpt2_sweep.static_decode import DecodeState, bucket, decode_one_token, prefill
+from gpt2_sweep.threshold_search import search_step
+
+TEMPERATURES = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 0.8])
+NUCLEI = torch.tensor([1.0, 0.9, 0.5, 1.0, 0.99, 1.0, 0.0])  # greedy rows, nucleus 0 and 1
+
+
+def tiny_llama(vocab_size=3000, seed=0):
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)  # peaked but not degenerate, like the GPT-2 fixture
+    return model
+
+
+MODELS = {"gpt2": lambda: tiny_gpt2(3000, seed=1), "llama": tiny_llama}  # more tokens than candidates
+
+
+def assert_same_samples(static, generic, model=None, uniforms=None):
+    """The same samples; but the native forward adds in another order than transformers', so its
+    logits agree to float32 rounding only: where a row's tokens part, u must lie within that
+    rounding of a boundary of the float64 rule (checked with the model), and the rows agree before."""
+    assert static.tokens.shape == generic.tokens.shape
+    identical = (static.tokens == generic.tokens).all(dim=-1)
+    for row in (~identical).nonzero().flatten().tolist():
+        part = int((static.tokens[row] != generic.tokens[row]).nonzero()[0])
+        with torch.no_grad():
+            logits = model(input_ids=generic.tokens[row:row + 1, :part]).logits[0, -1]
+        _, u_margin, nucleus_margin = reference_pick(logits.numpy(), float(TEMPERATURES[row]), float(NUCLEI[row]),
+                                                     float(uniforms[part - 1]))
+        assert min(u_margin, nucleus_margin) < 1e-4, (row, part)
+    assert int(identical.sum()) >= len(identical) - 1
+    assert static.logprobs.shape == generic.logprobs.shape
+    assert torch.equal(static.support_sizes[identical], generic.support_sizes[identical])
+    torch.testing.assert_close(static.logprobs[identical], generic.logprobs[identical], rtol=0, atol=1e-4)
+    torch.testing.assert_close(static.entropies[identical], generic.entropies[identical], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", MODELS)
+@pytest.mark.parametrize("prompt", [[0], [5, 17, 300, 9]], ids=["bos", "prompt"])
+def test_static_loop_gives_the_generic_loops_samples(family, prompt):
+    model = MODELS[family]()
+    prompt, uniforms = torch.tensor(prompt), shared_uniforms(4, 39)
+    generic = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40)
+    assert_same_samples(generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40), generic, model, uniforms)
+    assert len(set(map(tuple, generic.tokens.tolist()))) >= 4  # the settings do change the text
+
+
+@pytest.mark.parametrize("family", MODELS)
+def test_a_stop_token_ends_rows_and_the_run_as_in_the_generic_loop(family):
+    model, prompt, uniforms = MODELS[family](), torch.tensor([5, 17]), shared_uniforms(2, 39)
+    free = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40).tokens
+    for stop in (free[2, 4].item(), free[0, 3].item()):
+        generic = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40, stop_token_id=stop)
+        assert_same_samples(generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40, stop), generic, model,
+                            uniforms)
+
+
+def test_static_loop_tokens_do_not_depend_on_the_batch():
+    model, prompt, uniforms = tiny_llama(), torch.tensor([5, 17]), shared_uniforms(3, 39)
+    whole = generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40).tokens
+    for group in ([0], [6, 1, 3], [5, 4, 2, 0, 1, 3]):
+        assert torch.equal(generate_static(model, prompt, TEMPERATURES[group], NUCLEI[group], uniforms, 40).tokens,
+                           whole[group])
+
+
+@pytest.mark.parametrize("family", MODELS)
+def test_native_forward_gives_the_models_logits(family):
+    model = MODELS[family]()
+    native = native_model(model)
+    ids = torch.tensor([[5, 17, 300, 9, 41]])
+    state = DecodeState.allocate(native, ids[0], torch.ones(1), torch.ones(1), shared_uniforms(0, 9), 10, None)
+    with torch.inference_mode():
+        ours = native(ids, torch.arange(5), state.cache, bucket(5, 10))
+        torch.testing.assert_close(ours, model(input_ids=ids).logits[:, -1], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", MODELS)
+def test_the_decode_step_compiles_as_one_graph(family):
+    """fullgraph=True: no graph break, host synchronisation or data-dependent shape in the step."""
+    model = MODELS[family]()
+    prompt, uniforms = torch.tensor([5, 17, 300]), shared_uniforms(1, 29)
+    native = native_model(model)
+    state = DecodeState.allocate(native, prompt, TEMPERATURES, NUCLEI, uniforms, 30, stop_token_id=7)
+    step = torch.compile(decode_one_token, fullgraph=True, dynamic=False, backend="aot_eager")
+    with torch.inference_mode():
+        prefill(native, state)
+        for position in range(3, 30):
+            step(native, state, bucket(position, 30), search_step)
+    expected = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 30, stop_token_id=7).tokens
+    assert torch.equal(state.tokens[:, :expected.shape[1]], expected)
+
+
+@pytest.mark.slow
+def test_the_inductor_compiled_sampler_gives_the_same_samples():
+    model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(5, 29)
+    generic = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 30)
+    assert_same_samples(generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 30, compiled=True), generic,
+                        model, uniforms)
+
+
+def test_the_engine_follows_runtime_compile_and_the_model_family():
+    gpt2 = tiny_gpt2(500)
+    assert choose_engine(gpt2, "auto").loop == "dynamic"  # the CPU's eager loop measures faster
+    assert choose_engine(gpt2, False).loop == "dynamic"
+    engine = choose_engine(gpt2, True)
+    assert (engine.loop, engine.model, engine.compiled, engine.cuda_graphs) == ("static", "NativeGPT2", True, False)
+    assert choose_engine(tiny_llama(), True).model == "NativeLlama"
+    opt = OPTForCausalLM(OPTConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, ffn_dim=32,
+                                   num_attention_heads=2, max_position_embeddings=32)).eval()
+    assert choose_engine(opt, True).describe() == {"loop": "dynamic", "model": "transformers",
+                                                   "sampler": "top candidates, else a full sort",
+                                                   "compiled": False, "cuda_graphs": False}
