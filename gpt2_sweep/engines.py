@@ -1,6 +1,6 @@
 """Which decode loop a run uses (runtime.compile and the model's family decide), and running it."""
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -12,6 +12,9 @@ from .static_decode import (CapturedSteps, DecodeState, bucket, decode_n_tokens,
 from .threshold_search import search_step
 
 log = logging.getLogger(__name__)
+# runtime.batch_invariant: rows per block. Large enough that re-reading the weights per block costs
+# little at big batches, small enough that a small batch padded to it stays cheap.
+INVARIANT_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -23,14 +26,21 @@ class Engine:
     sampler: str          # "threshold search" (compiled) or "top candidates, else a full sort" (eager)
     compiled: bool        # the sampler is the threshold search, compiled with torch.compile (inductor)
     cuda_graphs: bool     # each step replayed from a captured CUDA graph
+    batch_invariant_rows: int | None = None  # every kernel runs on blocks of this many rows
 
     def describe(self) -> dict:
         return asdict(self)
 
 
-def choose_engine(model, compile_setting="auto") -> Engine:
+def choose_engine(model, compile_setting="auto", batch_invariant=False) -> Engine:
     """auto: compiled and captured on CUDA; on the CPU the eager loop, which measures faster there.
-    A model family without a native forward takes the generic loop, whatever was asked."""
+    A model family without a native forward takes the generic loop, whatever was asked.
+    batch_invariant: decode in blocks of INVARIANT_ROWS rows (see decode)."""
+    engine = chosen_loop(model, compile_setting)
+    return replace(engine, batch_invariant_rows=INVARIANT_ROWS) if batch_invariant else engine
+
+
+def chosen_loop(model, compile_setting) -> Engine:
     cuda = next(model.parameters()).device.type == "cuda"
     compiled = cuda if compile_setting == "auto" else bool(compile_setting)
     native = native_model(model)
@@ -58,7 +68,7 @@ def compiled_search_step():
 
 @torch.inference_mode()
 def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None,
-                    compiled=False, cuda_graphs=False, native=None) -> Generated:
+                    compiled=False, cuda_graphs=False, native=None, block_rows=None) -> Generated:
     if cuda_graphs and not compiled:
         raise ValueError("a CUDA graph needs the sync-free (compiled) sampler")
     """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
@@ -66,7 +76,7 @@ def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_lengt
     native = native or native_model(model)
     device = next(model.parameters()).device
     batch = len(temperatures)
-    rows = max(batch, MIN_DECODE_ROWS)
+    rows = -(-batch // block_rows) * block_rows if block_rows else max(batch, MIN_DECODE_ROWS)
     state = DecodeState.allocate(native, prompt_ids.to(device), pad_rows(temperatures, rows),
                                  pad_rows(nuclei, rows), uniforms, max_length, stop_token_id)
     # Uncompiled, the search would materialise (rows, vocabulary, thresholds): the eager step takes
@@ -75,7 +85,7 @@ def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_lengt
     prefill(native, state)
 
     def step(length):
-        decode_one_token(native, state, length, sample)
+        decode_one_token(native, state, length, sample, block_rows)
 
     if cuda_graphs:
         lengths = sorted({bucket(p, max_length) for p in range(state.prompt_length, max_length)})
@@ -89,8 +99,20 @@ def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_lengt
 
 def decode(engine: Engine, model, prompt_ids, temperatures, nuclei, uniforms, max_length,
            stop_token_id=None) -> Generated:
-    """The samples of one batch, one per (temperature, nucleus) pair, by the chosen loop."""
+    """The samples of one batch, one per (temperature, nucleus) pair, by the chosen loop.
+
+    Batch-invariant, the static loop runs every kernel on blocks of the same number of rows inside
+    each step; the generic loop decodes such blocks one after another."""
+    rows = engine.batch_invariant_rows
     if engine.loop == "static":
         return generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id,
-                               engine.compiled, engine.cuda_graphs)
-    return generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id)
+                               engine.compiled, engine.cuda_graphs, block_rows=rows)
+    if rows is None:
+        return generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id)
+    parts = []
+    for first in range(0, len(temperatures), rows):
+        count = len(temperatures[first:first + rows])
+        block = generate(model, prompt_ids, pad_rows(temperatures[first:first + rows], rows),
+                         pad_rows(nuclei[first:first + rows], rows), uniforms, max_length, stop_token_id)
+        parts.append(block.rows(slice(0, count)))
+    return Generated.cat(parts, pad_token=stop_token_id or 0)

@@ -1,5 +1,8 @@
 """GPT-2 and Llama-style forwards over a static KV cache, reading only its filled part.
 
+`native(ids, positions, cache, length, first_row)` returns the last position's logits of the rows
+ids, which are the cache's rows from first_row on.
+
 They run the Hugging Face model's own modules and weights (nothing is copied), but own the cache
 and the attention: keys and values are written at device-side positions, and attention reads the
 first `length` cache positions, a length the decode loop rounds up to a bucket. Fixed shapes and no
@@ -18,13 +21,14 @@ class StaticCache:
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
 
-    def attend(self, layer, query, key, value, positions, length, scale):
-        """Write this step's keys and values at `positions` (rows 0 to len(query) - 1), then attend
-        from each query position to the cached positions at or before it, among the first `length`."""
-        rows = len(query)
-        self.keys[layer, :rows].index_copy_(2, positions, key)
-        self.values[layer, :rows].index_copy_(2, positions, value)
-        keys, values = self.keys[layer, :rows, :, :length], self.values[layer, :rows, :, :length]
+    def attend(self, layer, query, key, value, positions, length, scale, first_row=0):
+        """Write this step's keys and values at `positions` (of the rows from `first_row` on, one per
+        query row), then attend from each query position to the cached positions at or before it,
+        among the first `length`."""
+        rows = slice(first_row, first_row + len(query))
+        self.keys[layer, rows].index_copy_(2, positions, key)
+        self.values[layer, rows].index_copy_(2, positions, value)
+        keys, values = self.keys[layer, rows, :, :length], self.values[layer, rows, :, :length]
         visible = torch.arange(keys.shape[-2], device=query.device) <= positions.unsqueeze(-1)
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale,
                                               enable_gqa=query.shape[1] != key.shape[1])
@@ -62,14 +66,14 @@ class NativeGPT2:
                 and not config.scale_attn_by_inverse_layer_idx and not config.reorder_and_upcast_attn
                 and not getattr(config, "add_cross_attention", False))
 
-    def __call__(self, ids, positions, cache, length):
+    def __call__(self, ids, positions, cache, length, first_row=0):
         body = self.body
         x = body.wte(ids) + body.wpe(positions)
         for layer, block in enumerate(body.h):
             attention = block.attn
             query, key, value = attention.c_attn(block.ln_1(x)).split(attention.split_size, dim=-1)
             attended = cache.attend(layer, heads(query, self.heads), heads(key, self.heads),
-                                    heads(value, self.heads), positions, length, attention.scaling)
+                                    heads(value, self.heads), positions, length, attention.scaling, first_row)
             x = x + attention.c_proj(merged(attended))
             x = x + block.mlp(block.ln_2(x))
         return self.model.get_output_embeddings()(body.ln_f(x[:, -1]))
@@ -97,7 +101,7 @@ class NativeLlama:
                 and rope.get("rope_type", "default") == "default" and config.hidden_act == "silu"
                 and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False))
 
-    def __call__(self, ids, positions, cache, length):
+    def __call__(self, ids, positions, cache, length, first_row=0):
         body = self.body
         x = body.embed_tokens(ids)
         rotary = body.rotary_emb
@@ -111,7 +115,7 @@ class NativeLlama:
             query = rotated(heads(attention.q_proj(h), self.heads), cos, sin)
             key = rotated(heads(attention.k_proj(h), self.kv_heads), cos, sin)
             attended = cache.attend(layer, query, key, heads(attention.v_proj(h), self.kv_heads), positions,
-                                    length, attention.scaling)
+                                    length, attention.scaling, first_row)
             x = x + attention.o_proj(merged(attended))
             x = x + block.mlp(block.post_attention_layernorm(x))
         return self.model.get_output_embeddings()(body.norm(x[:, -1]))

@@ -6,7 +6,7 @@ threshold search and writes token and statistics into buffers allocated up front
 on the device: no host synchronisation and no data-dependent shape. On CUDA each step is replayed
 from a CUDA graph captured once per attention length bucket; decode_n_tokens drives it.
 """
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import torch
 
@@ -72,12 +72,20 @@ def prefill(native, state: DecodeState) -> None:
         state.cache.share_first_row(before_last)
 
 
-def decode_one_token(native, state: DecodeState, length: int, sample=search_step) -> None:
+def decode_one_token(native, state: DecodeState, length: int, sample=search_step, block_rows=None) -> None:
     """Forward each row's last token, pick the next at the position's shared uniform, write both
-    and the step's statistics, advance the position; attention reads `length` cache positions."""
+    and the step's statistics, advance the position; attention reads `length` cache positions.
+
+    With block_rows, every kernel runs on blocks of exactly that many rows, so that the library
+    picks one algorithm whatever the batch: a row's rounding, and so its tokens, do not depend on
+    the batch it sits in (the batch is a multiple of block_rows)."""
     previous = state.position - 1
-    logits = native(state.tokens.index_select(1, previous), previous, state.cache, length)
-    step: Step = sample(logits, state.temperatures, state.nuclei, state.uniforms.index_select(0, previous))
+    inputs, uniform = state.tokens.index_select(1, previous), state.uniforms.index_select(0, previous)
+    size = block_rows or len(inputs)
+    blocks = [sample(native(inputs[first:first + size], previous, state.cache, length, first),
+                     state.temperatures[first:first + size], state.nuclei[first:first + size], uniform)
+              for first in range(0, len(inputs), size)]
+    step = blocks[0] if len(blocks) == 1 else Step(*map(torch.cat, zip(*map(astuple, blocks))))
     tokens = step.tokens
     if state.stop_token_id is not None:
         tokens = torch.where(state.finished, state.stop_token_id, tokens)
