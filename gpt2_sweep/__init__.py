@@ -5,4 +5,7 @@ import os
 # (see generation.MIN_DECODE_ROWS). It must be set before MKL's first use.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+from .divergence import Divergence, Pick, first_divergence  # noqa: E402,F401 - light: no torch
+
 __version__ = "0.1.0"
+

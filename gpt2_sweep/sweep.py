@@ -15,6 +15,7 @@ from . import __version__
 from .artifact import (ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions,
                        write_json_atomic)
 from .devices import load_dtype, run_dtype, trainer_arguments
+from .divergence import divergence_from_reference
 from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
 from .memory import gpu_batch_size
@@ -61,6 +62,7 @@ def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_
     """One entry of the artifact's texts: settings, text, tokens and metrics of a one-row batch."""
     tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
     steps = len(tokens) - prompt_length
+    logprobs = generated.logprobs[0, :steps]
     return {
         "nucleus": setting.nucleus,
         "temperature": setting.temperature,
@@ -68,10 +70,25 @@ def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_
         "continuation": tokenizer.decode(tokens[prompt_length:], skip_special_tokens=True),
         "tokens": tokens,
         "prompt_tokens": prompt_length,
-        "metrics": sample_metrics(tokens[prompt_length:], generated.logprobs[0, :steps].tolist(),
+        "metrics": sample_metrics(tokens[prompt_length:], logprobs.tolist(),
                                   generated.entropies[0, :steps].tolist(),
                                   generated.support_sizes[0, :steps].tolist()),
+        "token_logprobs": shortest_floats(logprobs),
+        "token_strings": token_strings(tokenizer, tokens[prompt_length:]),
     }
+
+
+def shortest_floats(values: torch.Tensor) -> list[float]:
+    """Each value as the shortest decimal that reads back as the same value of its dtype: float32
+    log-probabilities take half the characters of their float64 repr, and lose nothing."""
+    return [float(str(value)) for value in values.cpu().numpy()]
+
+
+def token_strings(tokenizer, ids: list[int]) -> list[str]:
+    """Each token decoded on its own, special tokens shown: ' fox' rather than byte-level BPE's
+    'Ġfox'. A character split over several byte tokens shows as U+FFFD in each of them."""
+    return tokenizer.batch_decode([[token] for token in ids], skip_special_tokens=False,
+                                  clean_up_tokenization_spaces=False)
 
 
 def quiet_libraries() -> None:
@@ -121,9 +138,12 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     device = drawn_with["device"]
     texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id)
              for index, setting in enumerate(settings)]
+    for sample, position in zip(texts, divergence_from_reference(texts)):
+        sample["metrics"]["diverges_from"] = position
     artifact = {
         "metadata": {
             "model_name": cfg.model.name,
+            "model_source": source.location,
             "num_samples": len(settings),
             "max_length": options.max_length,
             "nucleus": options.nucleus,
