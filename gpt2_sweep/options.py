@@ -46,6 +46,7 @@ class RunOptions:
     temperature_range: tuple[float, float]
     nucleus_range: tuple[float, float]
     schedule: str
+    print_samples: int
 
 
 def read_options(cfg) -> RunOptions:
@@ -69,6 +70,9 @@ def read_options(cfg) -> RunOptions:
     output_json = cfg.get("output_json")
     if output_json is not None and (not isinstance(output_json, str) or not output_json.strip()):
         raise UsageError(f"output_json={output_json!r} is not allowed: a file path or null")
+    print_samples = cfg.get("print_samples")
+    if not is_int(print_samples) or print_samples < 0:
+        raise UsageError(f"print_samples={print_samples!r} is not allowed: an integer >= 0 (0 prints none)")
     sampler = cfg.sampler
     schedule = sampler.get("schedule", "paired")
     if schedule not in SCHEDULES:
@@ -87,4 +91,5 @@ def read_options(cfg) -> RunOptions:
         temperature_range=value_range(sampler.get("temperature_range"), "sampler.temperature_range", math.inf),
         nucleus_range=value_range(sampler.get("nucleus_range"), "sampler.nucleus_range", 1.0),
         schedule=schedule,
+        print_samples=print_samples,
     )

@@ -13,7 +13,7 @@ from transformers.utils import logging as transformers_logging
 
 from . import __version__
 from .artifact import (ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions,
-                       write_json_atomic)
+                       sample_settings, write_json_atomic)
 from .devices import load_dtype, run_dtype, trainer_arguments
 from .divergence import divergence_from_reference
 from .errors import UsageError
@@ -26,6 +26,8 @@ from .schedules import sweep_settings
 
 log = logging.getLogger(__name__)
 RANK_DIR_PREFIX = ".ranks-"
+# Beyond print_samples, this many samples get one line each; the rest are only counted.
+ONE_LINE_SAMPLES = 20
 
 
 def start_ids(tokenizer, prompt: str | None) -> list[int]:
@@ -171,7 +173,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     write_json_atomic(artifact_path, artifact)
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
-    print_samples(texts)
+    print_samples(texts, options.print_samples, artifact_path)
     print(f"Samples written to {artifact_path}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
@@ -221,9 +223,35 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def print_samples(texts: list[dict]) -> None:
-    for number, sample in enumerate(texts, start=1):
-        print(f"\n--- Sample {number} (temperature={sample['temperature']:.3g}, "
-              f"nucleus={sample['nucleus']:.3g}) ---")
+def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
+    """The first `in_full` samples in full, the next ONE_LINE_SAMPLES one line each, then how many
+    more the artifact holds; nothing with in_full=0."""
+    if in_full == 0:
+        return
+    for number, sample in enumerate(texts[:in_full], start=1):
+        print(f"\n--- Sample {number} ({settings_label(sample, ', ')}) ---")
         print(sample["text"])
     print()
+    one_line = texts[in_full:in_full + ONE_LINE_SAMPLES]
+    if one_line:
+        print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {len(texts)}, continuations only "
+              "(print_samples=N prints N in full):")
+        width = max(60, shutil.get_terminal_size().columns)
+        for number, sample in enumerate(one_line, start=in_full + 1):
+            print(one_line_sample(number, sample, width))
+    rest = len(texts) - in_full - len(one_line)
+    if rest:
+        print(f"... and {rest} more samples in {artifact_path}")
+
+
+def settings_label(sample: dict, separator: str) -> str:
+    """'temperature=0.4, nucleus=0.9' and any other setting, temperature first as on the command line."""
+    settings = sample_settings(sample)
+    keys = sorted(settings, key=lambda key: (key != "temperature", key != "nucleus"))
+    return separator.join(f"{key}={settings[key]:.3g}" if isinstance(settings[key], float)
+                          else f"{key}={settings[key]}" for key in keys)
+
+
+def one_line_sample(number: int, sample: dict, width: int) -> str:
+    line = f"{number:>5}  {settings_label(sample, ' ')}  {sample['continuation']!r}"
+    return line if len(line) <= width else line[:width - 1] + "…"
