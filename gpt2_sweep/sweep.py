@@ -228,7 +228,8 @@ def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
     more the artifact holds; nothing with in_full=0."""
     if in_full == 0:
         return
-    for number, sample in enumerate(texts[:in_full], start=1):
+    printed_in_full = texts[:in_full]
+    for number, sample in enumerate(printed_in_full, start=1):
         print(f"\n--- Sample {number} ({settings_label(sample, ', ')}) ---")
         print(sample["text"])
     print()
@@ -239,7 +240,7 @@ def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
         width = max(60, shutil.get_terminal_size().columns)
         for number, sample in enumerate(one_line, start=in_full + 1):
             print(one_line_sample(number, sample, width))
-    rest = len(texts) - in_full - len(one_line)
+    rest = len(texts) - len(printed_in_full) - len(one_line)
     if rest:
         print(f"... and {rest} more samples in {artifact_path}")
 

@@ -32,6 +32,10 @@ def test_a_large_run_prints_a_few_samples_in_full_then_one_line_each_then_a_coun
     assert "Sample " not in printed.replace("Samples written", "") and "temperature=" not in printed
     assert printed.splitlines()[-1] == f"Samples written to {artifact_path}"
 
+    run_sweep(config(*overrides, "print_samples=40", "overwrite=true"), tmp_path)
+    printed = capsys.readouterr().out
+    assert printed.count("--- Sample ") == 30 and "more samples" not in printed and "continuations only" not in printed
+
 
 @pytest.mark.parametrize("value", [-1, 1.5, "many", True])
 def test_print_samples_is_a_count(value):
