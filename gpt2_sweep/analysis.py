@@ -66,7 +66,7 @@ def artifact_rows(path: Path, root: Path) -> list[dict]:
     metadata = document["metadata"]
     run = {
         "job": path.parent.relative_to(root).as_posix(),
-        "artifact": str(path),
+        "artifact": str(path.absolute()),
         "overrides": " ".join(metadata.get("overrides") or []),
         "model": metadata.get("model_name"),
         "model_source": metadata.get("model_source"),
