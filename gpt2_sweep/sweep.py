@@ -237,9 +237,7 @@ def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
     if one_line:
         print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {len(texts)}, continuations only "
               "(print_samples=N prints N in full):")
-        width = max(60, shutil.get_terminal_size().columns)
-        for number, sample in enumerate(one_line, start=in_full + 1):
-            print(one_line_sample(number, sample, width))
+        print_one_line_each(one_line, in_full + 1)
     rest = len(texts) - len(printed_in_full) - len(one_line)
     if rest:
         print(f"... and {rest} more samples in {artifact_path}")
@@ -253,6 +251,11 @@ def settings_label(sample: dict, separator: str) -> str:
                           else f"{key}={settings[key]}" for key in keys)
 
 
-def one_line_sample(number: int, sample: dict, width: int) -> str:
-    line = f"{number:>5}  {settings_label(sample, ' ')}  {sample['continuation']!r}"
-    return line if len(line) <= width else line[:width - 1] + "…"
+def print_one_line_each(samples: list[dict], first_number: int) -> None:
+    """Number, settings (aligned) and the continuation's repr, cut to the terminal's width."""
+    width = max(60, shutil.get_terminal_size().columns)
+    labels = [settings_label(sample, " ") for sample in samples]
+    label_width = max(map(len, labels))
+    for number, (label, sample) in enumerate(zip(labels, samples), start=first_number):
+        line = f"{number:>5}  {label:<{label_width}}  {sample['continuation']!r}"
+        print(line if len(line) <= width else line[:width - 1] + "…")
