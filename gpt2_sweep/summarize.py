@@ -1,4 +1,5 @@
-"""Summaries of a run or sweep dir: summary.csv, summary.md and one plot per metric.
+"""Summaries of a run or sweep dir: summary.csv, summary.md, one plot per metric and, for grid
+runs, one heatmap per metric.
 
     python -m gpt2_sweep.summarize DIR
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from hydra.experimental.callback import Callback
 
 from .artifact import ARTIFACT_NAME, read_artifact
@@ -30,6 +30,7 @@ METRICS = {
     "repetition": "share of repeated 4-grams",
 }
 LOG_SCALE = {"perplexity", "mean_nucleus_size"}
+MAX_WRITTEN_CELLS = 144  # a heatmap's cells carry their values up to 12 x 12
 SETTING = ("model", "prompt", "temperature", "nucleus")
 
 
@@ -257,6 +258,23 @@ def has_grid(rows: list[dict]) -> bool:
     return any(in_grid(row) for row in rows)
 
 
+def grid_ticks(values: list[float], most: int) -> tuple[list[int], list[str]]:
+    """Positions and labels of at most `most` ticks along a heatmap's axis: every k-th value."""
+    step = math.ceil(len(values) / most)
+    positions = list(range(0, len(values), step))
+    return positions, [f"{values[position]:.3g}" for position in positions]
+
+
+def write_cell_values(axis, grid: GridMedians, norm, decimals: int) -> None:
+    """Each cell's median in it, and its count where counts differ; dark text on light cells."""
+    counts_differ = len(set(grid.counts[grid.counts > 0])) > 1
+    for i, j in np.ndindex(grid.medians.shape):
+        if grid.counts[i, j]:
+            text = readable(grid.medians[i, j], decimals) + (f"\nn={grid.counts[i, j]}" if counts_differ else "")
+            axis.text(j, i, text, ha="center", va="center", fontsize=8,
+                      color="black" if norm(grid.medians[i, j]) > 0.6 else "white")
+
+
 def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
     """One heatmap per model of the grid runs: temperature up, nucleus across, the median over
     prompts, seeds and jobs in each cell (with the count where it varies), one colour scale."""
@@ -270,7 +288,7 @@ def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
     values = np.concatenate([grid.medians.ravel() for grid in grids])
     values = values[~np.isnan(values)]
     columns = min(3, len(models))
-    figure, axes = plt.subplots(math.ceil(len(models) / columns), columns, squeeze=False,
+    figure, axes = plt.subplots(math.ceil(len(models) / columns), columns, squeeze=False, layout="constrained",
                                 figsize=(5.4 * columns + 1.4, 4.8 * math.ceil(len(models) / columns)))
     low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
     norm = LogNorm(low, high) if metric in LOG_SCALE and low > 0 else Normalize(low, high)
@@ -282,22 +300,15 @@ def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
             axis.set_title(f"{model}", fontsize=9)
             continue
         image = axis.imshow(grid.medians, origin="lower", aspect="auto", cmap="viridis", norm=norm)
-        axis.set_xticks(range(len(grid.nuclei)), [f"{v:.3g}" for v in grid.nuclei])
-        axis.set_yticks(range(len(grid.temperatures)), [f"{v:.3g}" for v in grid.temperatures])
+        axis.set_xticks(*grid_ticks(grid.nuclei, most=6))
+        axis.set_yticks(*grid_ticks(grid.temperatures, most=11))
         axis.set_xlabel("nucleus")
         axis.set_ylabel("temperature")
-        axis.set_title(f"{model}", fontsize=9)
-        if grid.medians.size <= 144:
-            decimals = decimals_for(values)
-            same_count = len(set(grid.counts[grid.counts > 0].ravel())) == 1
-            for i, j in np.ndindex(grid.medians.shape):
-                if grid.counts[i, j]:
-                    text = readable(grid.medians[i, j], decimals) + ("" if same_count else f"\nn={grid.counts[i, j]}")
-                    shade = norm(grid.medians[i, j])
-                    axis.text(j, i, text, ha="center", va="center", fontsize=8,
-                              color="black" if shade > 0.6 else "white")
-            if same_count and grid.counts.any():
-                axis.set_title(f"{model} (n={grid.counts.max()} per cell)", fontsize=9)
+        counts = grid.counts[grid.counts > 0]
+        shown = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()}"
+        axis.set_title(f"{model} (n={shown} per cell)", fontsize=9)
+        if grid.medians.size <= MAX_WRITTEN_CELLS:
+            write_cell_values(axis, grid, norm, decimals_for(values))
     for axis in axes.ravel()[len(models):]:
         axis.set_visible(False)
     if image is not None:
