@@ -9,6 +9,11 @@ from pathlib import Path
 from .errors import UsageError
 
 ARTIFACT_NAME = "samples.json"
+# The keys of a text entry that describe what was drawn; every other key is one of its settings.
+SAMPLE_FIELDS = ("text", "continuation", "tokens", "prompt_tokens", "token_logprobs", "token_strings",
+                 "metrics")
+# Config keys that leave the samples as they are: a run resumed with other values is the same run.
+SAMPLE_NEUTRAL_KEYS = ("overwrite", "print_samples")
 PACKAGES = ("torch", "transformers", "lightning", "hydra-core", "omegaconf", "tokenizers")
 
 
@@ -77,6 +82,11 @@ def read_artifact(path: Path) -> dict | None:
     return document
 
 
+def sample_settings(sample: dict) -> dict:
+    """A text entry's settings (temperature, nucleus and any other), in the artifact's order."""
+    return {key: value for key, value in sample.items() if key not in SAMPLE_FIELDS}
+
+
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """'key: old -> new' for each leaf that differs, keys dotted."""
     differences = []
@@ -98,7 +108,8 @@ def holds_artifact_of(path: Path, config: dict) -> bool:
     old = dict(document["metadata"].get("config") or {})
     new = dict(config)
     for resolved in (old, new):
-        resolved.pop("overwrite", None)
+        for key in SAMPLE_NEUTRAL_KEYS:
+            resolved.pop(key, None)
     differences = config_differences(old, new)
     if differences:
         shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")

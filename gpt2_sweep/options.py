@@ -47,6 +47,8 @@ class RunOptions:
     nucleus_range: tuple[float, float]
     schedule: str
     compile: str | bool
+    batch_invariant: bool
+    print_samples: int
 
 
 def read_options(cfg) -> RunOptions:
@@ -73,6 +75,9 @@ def read_options(cfg) -> RunOptions:
     compile_setting = cfg.get("runtime", {}).get("compile", "auto")
     if not (compile_setting == "auto" or isinstance(compile_setting, bool)):
         raise UsageError(f"runtime.compile={compile_setting!r} is not allowed: auto, true or false")
+    print_samples = cfg.get("print_samples")
+    if not is_int(print_samples) or print_samples < 0:
+        raise UsageError(f"print_samples={print_samples!r} is not allowed: an integer >= 0 (0 prints none)")
     sampler = cfg.sampler
     schedule = sampler.get("schedule", "paired")
     if schedule not in SCHEDULES:
@@ -92,4 +97,6 @@ def read_options(cfg) -> RunOptions:
         nucleus_range=value_range(sampler.get("nucleus_range"), "sampler.nucleus_range", 1.0),
         schedule=schedule,
         compile=compile_setting,
+        batch_invariant=boolean(cfg.get("runtime", {}).get("batch_invariant", False), "runtime.batch_invariant"),
+        print_samples=print_samples,
     )

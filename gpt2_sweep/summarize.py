@@ -1,4 +1,5 @@
-"""Summaries of a run or sweep dir: summary.csv, summary.md and one plot per metric.
+"""Summaries of a run or sweep dir: summary.csv, summary.md, one plot per metric and, for grid
+runs, one heatmap per metric.
 
     python -m gpt2_sweep.summarize DIR
 
@@ -9,8 +10,10 @@ import logging
 import math
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from hydra.experimental.callback import Callback
 
 from .artifact import ARTIFACT_NAME, read_artifact
@@ -27,6 +30,7 @@ METRICS = {
     "repetition": "share of repeated 4-grams",
 }
 LOG_SCALE = {"perplexity", "mean_nucleus_size"}
+MAX_WRITTEN_CELLS = 144  # a heatmap's cells carry their values up to 12 x 12
 SETTING = ("model", "prompt", "temperature", "nucleus")
 
 
@@ -52,7 +56,11 @@ def collect_rows(directory: Path) -> list[dict]:
                 "nucleus": sample.get("nucleus"),
                 "temperature_sweep": metadata.get("temperatures"),
                 "nucleus_sweep": metadata.get("nucleus"),
+                "schedule": metadata.get("schedule", "paired"),
                 **{metric: metrics.get(metric) for metric in METRICS},
+                "diverges_from": metrics.get("diverges_from"),
+                "artifact": str(path.absolute()),
+                "text": sample.get("text"),
             })
     return rows
 
@@ -78,52 +86,134 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
 
-def cell(value) -> str:
-    if value is None:
-        return ""
+def decimals_for(values) -> int:
+    """Decimals that suit a column's largest value: 3 below 10, 2 below 1,000, else 1."""
+    largest = max((abs(v) for v in values if v is not None and math.isfinite(v)), default=0.0)
+    return 3 if largest < 10 else 2 if largest < 1000 else 1
+
+
+def readable(value: float, decimals: int) -> str:
+    """Fixed decimals, thousands separated: 49,150.2 rather than 4.915e+04."""
+    return f"{value:,.{decimals}f}"
+
+
+def plain_number(value) -> str:
+    """A setting as it was given, or a tick: 0.4, 1.2, 0, 49,150 (up to 6 decimals)."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.6f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def plain_log_ticks(axis) -> None:
+    """Tick labels 6, 20, 60 on a log axis rather than 6 x 10^0, 2 x 10^1, 6 x 10^1; matplotlib's
+    LogFormatter still decides which ticks get one."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def __call__(self, value, position=None):
+            return plain_number(float(value)) if super().__call__(value, position) else ""
+
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def cell(column: str, value, decimals: dict[str, int]) -> str:
+    if value is None:
+        return "(none)" if column == "prompt" else ""
+    if column in ("temperature", "nucleus"):
+        return plain_number(value)
+    if column in decimals:
+        return readable(value, decimals[column])
+    if isinstance(value, int):
+        return f"{value:,}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def write_markdown(groups: list[dict], path: Path) -> None:
     columns = [*SETTING, "samples", *METRICS]
+    decimals = {metric: decimals_for(group[metric] for group in groups) for metric in METRICS}
     lines = ["# Sweep summary", "", "Means per setting over samples (and seeds and jobs) that share it.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(group[c]) if c != "prompt" or group[c] is not None else "(none)"
-                                for c in columns) + " |" for group in groups]
+    lines += ["| " + " | ".join(cell(column, group[column], decimals) for column in columns) + " |"
+              for group in groups]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def line_label(model, prompt, other_sweep: bool, other: str) -> str:
-    shown = "(no prompt)" if prompt is None else (prompt if len(prompt) <= 32 else prompt[:31] + "…")
-    return f"{model} | {shown!r}" + (f" | {other} swept too" if other_sweep else "")
+def in_grid(row: dict) -> bool:
+    """A sample of a grid run: both sweeps on, every temperature with every nucleus value."""
+    return row["schedule"] == "grid" and bool(row["temperature_sweep"]) and bool(row["nucleus_sweep"])
+
+
+def line_label(model, both_swept: bool) -> str:
+    return f"{model}" + (" | both swept, paired" if both_swept else "")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A metric's values at one point of a line: median, 25th and 75th percentile, and how many."""
+
+    median: float
+    lower: float
+    upper: float
+    count: int
+
+    @staticmethod
+    def of(values: list[float]) -> "Spread":
+        lower, median, upper = np.percentile(values, [25, 50, 75])
+        return Spread(float(median), float(lower), float(upper), len(values))
+
+
+def line_spreads(rows: list[dict], metric: str, setting: str, other: str) -> dict[str, dict[float, Spread]]:
+    """Per line (a model, and whether the other setting was swept with it), per value of setting:
+    the spread of the metric over the prompts, seeds and jobs that share them. Grid runs are left to
+    the heatmaps."""
+    values = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row[f"{setting}_sweep"] and row[metric] is not None and not in_grid(row):
+            values[line_label(row["model"], bool(row[f"{other}_sweep"]))][row[setting]].append(row[metric])
+    return {label: {x: Spread.of(points[x]) for x in sorted(points)} for label, points in sorted(values.items())}
+
+
+def count_note(spreads: dict[float, Spread]) -> str:
+    counts = {spread.count for spread in spreads.values()}
+    return f" (n={counts.pop()} per point)" if len(counts) == 1 else " (n at each point)"
 
 
 def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
+    """Against temperature and against nucleus: per line the median over prompts, seeds and jobs,
+    a band from the 25th to the 75th percentile, and the number of samples behind each point."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    for axis, setting, other in zip(axes, ("temperature", "nucleus"), ("nucleus", "temperature")):
-        lines = defaultdict(lambda: defaultdict(list))
-        for row in rows:
-            if row[f"{setting}_sweep"] and row[metric] is not None:
-                key = line_label(row["model"], row["prompt"], row[f"{other}_sweep"], other)
-                lines[key][row[setting]].append(row[metric])
-        for label, points in sorted(lines.items()):
-            xs = sorted(points)
-            axis.plot(xs, [mean(points[x]) for x in xs], marker="o", label=label)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    any_grid = any(in_grid(row) and row[metric] is not None for row in rows)
+    panels = {setting: line_spreads(rows, metric, setting, other)
+              for setting, other in (("temperature", "nucleus"), ("nucleus", "temperature"))}
+    labels = sorted({label for lines in panels.values() for label in lines})
+    colors = {label: f"C{index % 10}" for index, label in enumerate(labels)}  # one colour per line in both panels
+    for axis, (setting, lines) in zip(axes, panels.items()):
+        for label, spreads in lines.items():
+            xs, color = list(spreads), colors[label]
+            axis.plot(xs, [spreads[x].median for x in xs], marker="o", color=color,
+                      label=label + count_note(spreads))
+            axis.fill_between(xs, [spreads[x].lower for x in xs], [spreads[x].upper for x in xs],
+                              color=color, alpha=0.18, linewidth=0)
+            if len({spread.count for spread in spreads.values()}) > 1:
+                for x in xs:
+                    axis.annotate(f"n={spreads[x].count}", (x, spreads[x].median), textcoords="offset points",
+                                  xytext=(0, 6), ha="center", fontsize=7, color=color)
         axis.set_xlabel(setting)
         axis.set_ylabel(METRICS[metric])
-        axis.set_title(f"{METRICS[metric]} against {setting}", fontsize=10)
+        axis.set_title(f"{METRICS[metric]} against {setting}\nmedian over prompts and seeds, "
+                       "band: 25th to 75th percentile", fontsize=9)
         axis.grid(alpha=0.3)
         if metric in LOG_SCALE and lines:
             axis.set_yscale("log")
+            plain_log_ticks(axis.yaxis)
         if not lines:
-            axis.text(0.5, 0.5, f"no {setting} sweep here", ha="center", va="center",
-                      transform=axis.transAxes, color="gray")
+            note = f"grid runs: see heatmap_{metric}.png" if any_grid else f"no {setting} sweep here"
+            axis.text(0.5, 0.5, note, ha="center", va="center", transform=axis.transAxes, color="gray")
     handles = {}
     for axis in axes:
         for handle, label in zip(*axis.get_legend_handles_labels()):
@@ -133,6 +223,99 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
                       fontsize=8, frameon=False)
     rows_of_legend = math.ceil(len(handles) / 2)
     figure.tight_layout(rect=(0, min(0.45, 0.07 * rows_of_legend), 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+@dataclass(frozen=True)
+class GridMedians:
+    """A metric over a temperature x nucleus grid: medians[i, j] over the samples at temperatures[i]
+    and nuclei[j] (NaN where there are none), counts[i, j] how many."""
+
+    temperatures: list[float]
+    nuclei: list[float]
+    medians: np.ndarray
+    counts: np.ndarray
+
+
+def grid_medians(rows: list[dict], metric: str) -> GridMedians:
+    """The grid of the grid runs' samples among rows, the metric's median in each cell."""
+    cells = defaultdict(list)
+    for row in rows:
+        if in_grid(row) and row[metric] is not None:
+            cells[row["temperature"], row["nucleus"]].append(row[metric])
+    temperatures = sorted({temperature for temperature, _ in cells})
+    nuclei = sorted({nucleus for _, nucleus in cells})
+    medians = np.full((len(temperatures), len(nuclei)), np.nan)
+    counts = np.zeros((len(temperatures), len(nuclei)), dtype=int)
+    for (temperature, nucleus), values in cells.items():
+        i, j = temperatures.index(temperature), nuclei.index(nucleus)
+        medians[i, j], counts[i, j] = np.median(values), len(values)
+    return GridMedians(temperatures, nuclei, medians, counts)
+
+
+def has_grid(rows: list[dict]) -> bool:
+    return any(in_grid(row) for row in rows)
+
+
+def grid_ticks(values: list[float], most: int) -> tuple[list[int], list[str]]:
+    """Positions and labels of at most `most` ticks along a heatmap's axis: every k-th value."""
+    step = math.ceil(len(values) / most)
+    positions = list(range(0, len(values), step))
+    return positions, [f"{values[position]:.3g}" for position in positions]
+
+
+def write_cell_values(axis, grid: GridMedians, norm, decimals: int) -> None:
+    """Each cell's median in it, and its count where counts differ; dark text on light cells."""
+    counts_differ = len(set(grid.counts[grid.counts > 0])) > 1
+    for i, j in np.ndindex(grid.medians.shape):
+        if grid.counts[i, j]:
+            text = readable(grid.medians[i, j], decimals) + (f"\nn={grid.counts[i, j]}" if counts_differ else "")
+            axis.text(j, i, text, ha="center", va="center", fontsize=8,
+                      color="black" if norm(grid.medians[i, j]) > 0.6 else "white")
+
+
+def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
+    """One heatmap per model of the grid runs: temperature up, nucleus across, the median over
+    prompts, seeds and jobs in each cell (with the count where it varies), one colour scale."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm, Normalize
+
+    models = sorted({row["model"] for row in rows if in_grid(row)}, key=str)
+    grids = [grid_medians([row for row in rows if row["model"] == model], metric) for model in models]
+    values = np.concatenate([grid.medians.ravel() for grid in grids])
+    values = values[~np.isnan(values)]
+    columns = min(3, len(models))
+    figure, axes = plt.subplots(math.ceil(len(models) / columns), columns, squeeze=False, layout="constrained",
+                                figsize=(5.4 * columns + 1.4, 4.8 * math.ceil(len(models) / columns)))
+    low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+    norm = LogNorm(low, high) if metric in LOG_SCALE and low > 0 else Normalize(low, high)
+    image = None
+    for axis, model, grid in zip(axes.ravel(), models, grids):
+        if not grid.counts.any():
+            axis.text(0.5, 0.5, f"no {metric} here", ha="center", va="center", transform=axis.transAxes,
+                      color="gray")
+            axis.set_title(f"{model}", fontsize=9)
+            continue
+        image = axis.imshow(grid.medians, origin="lower", aspect="auto", cmap="viridis", norm=norm)
+        axis.set_xticks(*grid_ticks(grid.nuclei, most=6))
+        axis.set_yticks(*grid_ticks(grid.temperatures, most=11))
+        axis.set_xlabel("nucleus")
+        axis.set_ylabel("temperature")
+        counts = grid.counts[grid.counts > 0]
+        shown = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()}"
+        axis.set_title(f"{model} (n={shown} per cell)", fontsize=9)
+        if grid.medians.size <= MAX_WRITTEN_CELLS:
+            write_cell_values(axis, grid, norm, decimals_for(values))
+    for axis in axes.ravel()[len(models):]:
+        axis.set_visible(False)
+    if image is not None:
+        colorbar = figure.colorbar(image, ax=axes.ravel().tolist(), label=METRICS[metric])
+        if isinstance(norm, LogNorm):
+            plain_log_ticks(colorbar.ax.yaxis)
+    figure.suptitle(f"{METRICS[metric]}: median over prompts and seeds of the grid runs", fontsize=10)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -150,6 +333,9 @@ def summarize(directory: Path) -> list[Path]:
     for metric in METRICS:
         written.append(directory / f"plot_{metric}.png")
         plot_metric(rows, metric, written[-1])
+        if has_grid(rows):
+            written.append(directory / f"heatmap_{metric}.png")
+            plot_heatmap(rows, metric, written[-1])
     print(f"Summary of {len(rows)} samples written to {directory} (summary.csv, summary.md, "
           f"{len(METRICS)} plots)")
     return written

@@ -13,8 +13,9 @@ from transformers.utils import logging as transformers_logging
 
 from . import __version__
 from .artifact import (ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions,
-                       write_json_atomic)
+                       sample_settings, write_json_atomic)
 from .devices import load_dtype, run_dtype, trainer_arguments
+from .divergence import divergence_from_reference
 from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
 from .memory import gpu_batch_size
@@ -25,6 +26,8 @@ from .schedules import sweep_settings
 
 log = logging.getLogger(__name__)
 RANK_DIR_PREFIX = ".ranks-"
+# Beyond print_samples, this many samples get one line each; the rest are only counted.
+ONE_LINE_SAMPLES = 20
 
 
 def start_ids(tokenizer, prompt: str | None) -> list[int]:
@@ -61,6 +64,7 @@ def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_
     """One entry of the artifact's texts: settings, text, tokens and metrics of a one-row batch."""
     tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
     steps = len(tokens) - prompt_length
+    logprobs = generated.logprobs[0, :steps]
     return {
         "nucleus": setting.nucleus,
         "temperature": setting.temperature,
@@ -68,10 +72,25 @@ def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_
         "continuation": tokenizer.decode(tokens[prompt_length:], skip_special_tokens=True),
         "tokens": tokens,
         "prompt_tokens": prompt_length,
-        "metrics": sample_metrics(tokens[prompt_length:], generated.logprobs[0, :steps].tolist(),
+        "metrics": sample_metrics(tokens[prompt_length:], logprobs.tolist(),
                                   generated.entropies[0, :steps].tolist(),
                                   generated.support_sizes[0, :steps].tolist()),
+        "token_logprobs": shortest_floats(logprobs),
+        "token_strings": token_strings(tokenizer, tokens[prompt_length:]),
     }
+
+
+def shortest_floats(values: torch.Tensor) -> list[float]:
+    """Each value as the shortest decimal that reads back as the same value of its dtype: float32
+    log-probabilities take half the characters of their float64 repr, and lose nothing."""
+    return [float(str(value)) for value in values.cpu().numpy()]
+
+
+def token_strings(tokenizer, ids: list[int]) -> list[str]:
+    """Each token decoded on its own, special tokens shown: ' fox' rather than byte-level BPE's
+    'Ġfox'. A character split over several byte tokens shows as U+FFFD in each of them."""
+    return tokenizer.batch_decode([[token] for token in ids], skip_special_tokens=False,
+                                  clean_up_tokenization_spaces=False)
 
 
 def quiet_libraries() -> None:
@@ -121,9 +140,12 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     device = drawn_with["device"]
     texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id)
              for index, setting in enumerate(settings)]
+    for sample, position in zip(texts, divergence_from_reference(texts)):
+        sample["metrics"]["diverges_from"] = position
     artifact = {
         "metadata": {
             "model_name": cfg.model.name,
+            "model_source": source.location,
             "num_samples": len(settings),
             "max_length": options.max_length,
             "nucleus": options.nucleus,
@@ -152,7 +174,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     write_json_atomic(artifact_path, artifact)
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
-    print_samples(texts)
+    print_samples(texts, options.print_samples, artifact_path)
     print(f"Samples written to {artifact_path}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
@@ -203,9 +225,39 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def print_samples(texts: list[dict]) -> None:
-    for number, sample in enumerate(texts, start=1):
-        print(f"\n--- Sample {number} (temperature={sample['temperature']:.3g}, "
-              f"nucleus={sample['nucleus']:.3g}) ---")
+def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
+    """The first `in_full` samples in full, the next ONE_LINE_SAMPLES one line each, then how many
+    more the artifact holds; nothing with in_full=0."""
+    if in_full == 0:
+        return
+    printed_in_full = texts[:in_full]
+    for number, sample in enumerate(printed_in_full, start=1):
+        print(f"\n--- Sample {number} ({settings_label(sample, ', ')}) ---")
         print(sample["text"])
     print()
+    one_line = texts[in_full:in_full + ONE_LINE_SAMPLES]
+    if one_line:
+        print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {len(texts)}, continuations only "
+              "(print_samples=N prints N in full):")
+        print_one_line_each(one_line, in_full + 1)
+    rest = len(texts) - len(printed_in_full) - len(one_line)
+    if rest:
+        print(f"... and {rest} more samples in {artifact_path}")
+
+
+def settings_label(sample: dict, separator: str) -> str:
+    """'temperature=0.4, nucleus=0.9' and any other setting, temperature first as on the command line."""
+    settings = sample_settings(sample)
+    keys = sorted(settings, key=lambda key: (key != "temperature", key != "nucleus"))
+    return separator.join(f"{key}={settings[key]:.3g}" if isinstance(settings[key], float)
+                          else f"{key}={settings[key]}" for key in keys)
+
+
+def print_one_line_each(samples: list[dict], first_number: int) -> None:
+    """Number, settings (aligned) and the continuation's repr, cut to the terminal's width."""
+    width = max(60, shutil.get_terminal_size().columns)
+    labels = [settings_label(sample, " ") for sample in samples]
+    label_width = max(map(len, labels))
+    for number, (label, sample) in enumerate(zip(labels, samples), start=first_number):
+        line = f"{number:>5}  {label:<{label_width}}  {sample['continuation']!r}"
+        print(line if len(line) <= width else line[:width - 1] + "…")

@@ -7,7 +7,9 @@ import sys
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, run_cli
-from gpt2_sweep.summarize import METRICS
+from gpt2_sweep.summarize import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid, summarize,
+                                  write_markdown)
+from gpt2_sweep.sweep import run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -66,3 +68,45 @@ def test_the_batch_study_preset_sweeps_models_prompts_and_both_sweeps():
     assert params.model.split(",") == ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"]
     assert params.sampler == "temperature,nucleus"
     assert len(params.prompt.split("','")) >= 3
+
+
+def run_jobs(model_dir, directory, jobs):
+    for job, overrides in jobs.items():
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"model.name={model_dir}", "max_length=10",
+                                                            "prompt=The fox", "print_samples=0", *overrides])
+        run_sweep(cfg, directory / job, overrides)
+
+
+def test_a_grid_gets_heatmaps_of_its_shape_and_the_tables_their_new_columns(tiny_model_dir, tmp_path):
+    grid = ["sampler=both", "sampler.schedule=grid", "num_samples=3"]
+    run_jobs(tiny_model_dir, tmp_path, {"0": [*grid, "seed=0"], "1": [*grid, "seed=1"],
+                                        "2": ["sampler=temperature", "num_samples=2"]})
+    written = summarize(tmp_path)
+    for metric in METRICS:
+        assert (tmp_path / f"heatmap_{metric}.png").read_bytes().startswith(PNG_MAGIC)
+        assert (tmp_path / f"plot_{metric}.png") in written and (tmp_path / f"heatmap_{metric}.png") in written
+
+    medians = grid_medians(collect_rows(tmp_path), "perplexity")
+    assert (medians.temperatures, medians.nuclei) == ([0.0, 0.6, 1.2], [0.0, 0.5, 1.0])
+    assert medians.medians.shape == (3, 3) and (medians.counts == 2).all()  # two seeds per cell
+    greedy = [row["perplexity"] for row in collect_rows(tmp_path / "0") if row["temperature"] == 0.0]
+    assert medians.medians[0, 0] == greedy[0]  # both seeds' greedy samples share the prompt: same text
+
+    rows = read_csv(tmp_path / "summary.csv")
+    first = json.loads((tmp_path / "0" / "samples.json").read_text(encoding="utf-8"))["texts"][0]
+    assert rows[0]["text"] == first["text"] and rows[0]["artifact"] == str(tmp_path / "0" / "samples.json")
+    assert {"schedule", "diverges_from"} <= set(rows[0])
+
+
+def test_summary_md_numbers_read_without_exponents(tmp_path):
+    metrics = {metric: 0.5 for metric in METRICS} | {"perplexity": 49150.2, "logprob": -1234567.891}
+    document = {"metadata": {"model_name": "gpt2", "prompt": "x", "temperatures": True, "nucleus": False},
+                "texts": [{"temperature": 0.3333333, "nucleus": 1.0, "text": "a", "metrics": metrics}]}
+    (tmp_path / "samples.json").write_text(json.dumps(document), encoding="utf-8")
+    rows = collect_rows(tmp_path)
+    write_markdown(averaged_per_setting(rows), tmp_path / "summary.md")
+    table = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| gpt2 | x | 0.333333 | 1 | 1 | 49,150.2 | -1,234,567.9 | 0.500 |" in table
+    assert "e+" not in table and "e-" not in table
+    assert not has_grid(rows)  # so no heatmaps
