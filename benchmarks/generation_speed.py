@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=50, help="new tokens per sample")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--peers", default="runner,hf_generate,hf_generate_static")
+    parser.add_argument("--peers", default="runner,runner_invariant,hf_generate,hf_generate_static")
     parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
     parser.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
                         help="the runner's runtime.compile (auto: compiled with CUDA graphs on CUDA)")
@@ -70,7 +70,9 @@ def main() -> None:
     start = start_token(model)
     model.generation_config.pad_token_id = start
     runner_model = copy.deepcopy(model)  # its own copy: the CPU loop prepares the model for decoding
-    engine = choose_engine(runner_model, {"auto": "auto", "true": True, "false": False}[args.compile])
+    compile_setting = {"auto": "auto", "true": True, "false": False}[args.compile]
+    engine = choose_engine(runner_model, compile_setting)
+    invariant = choose_engine(runner_model, compile_setting, batch_invariant=True)
     print(f"runner engine: {engine.describe()}", flush=True)
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
@@ -81,6 +83,8 @@ def main() -> None:
         uniforms = shared_uniforms(0, args.new)
         runs = {
             "runner": lambda: decode(engine, runner_model, prompt, temperatures, nuclei, uniforms, args.new + 1),
+            "runner_invariant": lambda: decode(invariant, runner_model, prompt, temperatures, nuclei, uniforms,
+                                               args.new + 1),
             "hf_generate": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
                                                   max_new_tokens=args.new, min_new_tokens=args.new),
             "hf_generate_static": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9,
@@ -112,7 +116,7 @@ def main() -> None:
     output = args.json or Path(__file__).with_name(f"results-{device}.json")
     output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
                                   "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
-                                  "engine": engine.describe(),
+                                  "engine": engine.describe(), "engine_invariant": invariant.describe(),
                                   "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
 

@@ -59,10 +59,11 @@ _compiled_search = None
 
 
 def compiled_search_step():
-    """search_step compiled once per process (and once per batch shape, by torch.compile's guards)."""
+    """search_step compiled once per process: for the first batch shape, then once more with the batch
+    size symbolic (torch.compile's automatic dynamic shapes)."""
     global _compiled_search
     if _compiled_search is None:
-        _compiled_search = torch.compile(search_step, fullgraph=True, dynamic=False)
+        _compiled_search = torch.compile(search_step, fullgraph=True)
     return _compiled_search
 
 

@@ -27,7 +27,8 @@ class SampleIndices(Dataset):
 
 
 class SamplingModule(L.LightningModule):
-    def __init__(self, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None, compile_setting="auto"):
+    def __init__(self, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None, compile_setting="auto",
+                 batch_invariant=False):
         super().__init__()
         self.model = model
         self.prompt_ids = prompt_ids
@@ -37,7 +38,7 @@ class SamplingModule(L.LightningModule):
         self.max_length = max_length
         self.stop_token_id = stop_token_id
         self.max_rows = None  # set after an out-of-memory error
-        self.compile_setting = compile_setting
+        self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
         self.engine = None  # chosen on the first batch, once the model is on its device
 
     def predict_step(self, indices, batch_idx=0):
@@ -50,7 +51,7 @@ class SamplingModule(L.LightningModule):
         if self.max_rows is not None and len(indices) > self.max_rows:
             parts = [self.sample(part) for part in indices.split(self.max_rows)]
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
-        self.engine = self.engine or choose_engine(self.model, self.compile_setting)
+        self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
         try:
             return decode(self.engine, self.model, self.prompt_ids, self.temperatures[indices], self.nuclei[indices],
                           self.uniforms, self.max_length, self.stop_token_id).cpu()

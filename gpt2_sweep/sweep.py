@@ -136,7 +136,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     batch_size = options.batch_size or default_batch_size(model, len(settings), options.max_length,
                                                           trainer_args)
     drawn, drawn_with = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
-                                     stop_token_id, batch_size, trainer_args, output_dir, options.compile)
+                                     stop_token_id, batch_size, trainer_args, output_dir, options)
     device = drawn_with["device"]
     texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id)
              for index, setting in enumerate(settings)]
@@ -164,6 +164,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
             "dtype": drawn_with["dtype"],
             "precision": trainer_args["precision"],
             "engine": drawn_with["engine"],
+            "batch_invariant": options.batch_invariant,
             "versions": {"gpt2_sweep": __version__, **library_versions()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": config,
@@ -181,7 +182,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
 
 
 def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_id, batch_size,
-                 trainer_args, output_dir: Path, compile_setting="auto") -> tuple[dict, dict]:
+                 trainer_args, output_dir: Path, options: RunOptions) -> tuple[dict, dict]:
     """Every sample (a one-row Generated) by index, drawn by Lightning's Trainer.predict on the
     configured devices; also how they were drawn (read_rank_results)."""
     # Lightning takes seconds to import: bad input is reported before that.
@@ -190,7 +191,7 @@ def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_i
     from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
 
     module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, max_length, stop_token_id,
-                            compile_setting)
+                            options.compile, options.batch_invariant)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=RANK_DIR_PREFIX, dir=output_dir) as rank_dir:
         trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,

@@ -42,3 +42,15 @@ def test_the_check_catches_a_loop_that_reads_the_wrong_uniform(monkeypatch):
     monkeypatch.setattr(check_tokens, "generate", off_by_one)
     counts = check_tokens.check(lm, batch=6, new=20, tolerance=1e-4, device="cpu")
     assert counts["differ_beyond_tolerance"] > 10
+
+
+def test_the_batch_invariance_script_counts_identical_samples(tmp_path):
+    output = tmp_path / "invariance.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batch_invariance.py"), "--device", "cpu",
+                             "--dtype", "fp32", "--samples", "8", "--batches", "8,3", "--new", "4", "--json",
+                             str(output)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(output.read_text())["rows"]
+    assert [(row["model"], row["batch_invariant"]) for row in rows] == [
+        ("random weights", False), ("random weights", True), ("output head x8", False), ("output head x8", True)]
+    assert all(row["identical"] == row["samples"] == 8 for row in rows)  # the CPU is row-invariant either way

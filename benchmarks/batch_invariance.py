@@ -1,0 +1,77 @@
+"""How many samples come out identical when the same settings are drawn at other batch sizes.
+
+The same --samples settings (temperature 0 to 1.5 against nucleus 1 to 0.05), --new tokens from one
+start token, drawn at each of --batches, with runtime.batch_invariant off and on; every batch size is
+compared with the first. GPT-2 124M's shape with random weights (near-flat distributions: the worst
+case), and the same with its output head scaled by 8 (peaked, more like a trained model).
+
+    python benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 1024 --batches 1024,64,16
+    python benchmarks/batch_invariance.py --device cpu --dtype fp32 --samples 16 --batches 16,4,1 --new 8
+
+Prints a table, writes JSON (--json) and exits 1 if the mode left any sample different.
+"""
+import argparse
+import copy
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
+import torch  # noqa: E402
+
+from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
+from gpt2_sweep.engines import choose_engine, decode  # noqa: E402
+from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
+
+
+def drawn(engine, model, samples, batch, new):
+    temperatures = torch.linspace(0.0, 1.5, samples)
+    nuclei = torch.linspace(0.05, 1.0, samples).flip(0)
+    prompt, uniforms = torch.tensor([start_token(model)]), shared_uniforms(0, new)
+    return torch.cat([decode(engine, model, prompt, temperatures[first:first + batch], nuclei[first:first + batch],
+                             uniforms, new + 1).tokens.cpu() for first in range(0, samples, batch)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
+    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--batches", default="1024,64,16")
+    parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    flat = benchmark_model(None, args.device, DTYPES[args.dtype])
+    peaked = copy.deepcopy(flat)
+    peaked.lm_head.weight = torch.nn.Parameter(peaked.lm_head.weight.detach() * 8)  # untied: the head only
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = []
+    for name, model in (("random weights", flat), ("output head x8", peaked)):
+        for invariant in (False, True):
+            engine = choose_engine(model, "auto", batch_invariant=invariant)
+            tokens = [drawn(engine, model, args.samples, batch, args.new) for batch in batches]
+            for batch, other in zip(batches[1:], tokens[1:]):
+                identical = int((other == tokens[0]).all(dim=-1).sum())
+                row = {"model": name, "batch_invariant": invariant, "batch": batch, "against_batch": batches[0],
+                       "identical": identical, "samples": args.samples, "engine": engine.describe()}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    card = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.machine()} CPU"
+    print(f"\n{card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens\n")
+    print(f"{'model':<16} {'mode':>6} {'batch':>6} {'identical':>14}")
+    for row in rows:
+        print(f"{row['model']:<16} {'on' if row['batch_invariant'] else 'off':>6} {row['batch']:>6} "
+              f"{row['identical']:>6} / {row['samples']:<6} vs batch {row['against_batch']}")
+    output = args.json or Path(__file__).with_name(f"batch-invariance-{args.device}.json")
+    output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "new_tokens": args.new,
+                                  "date": datetime.now(timezone.utc).isoformat(), "rows": rows}, indent=2) + "\n")
+    print(f"\nwritten to {output}")
+    sys.exit(1 if any(row["batch_invariant"] and row["identical"] < row["samples"] for row in rows) else 0)
+
+
+if __name__ == "__main__":
+    main()
