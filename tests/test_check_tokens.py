@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, tiny_gpt2
 
 SCRIPT = REPO / "benchmarks" / "check_tokens.py"
@@ -44,6 +46,7 @@ def test_the_check_catches_a_loop_that_reads_the_wrong_uniform(monkeypatch):
     assert counts["differ_beyond_tolerance"] > 10
 
 
+@pytest.mark.slow
 def test_the_batch_invariance_script_counts_identical_samples(tmp_path):
     output = tmp_path / "invariance.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batch_invariance.py"), "--device", "cpu",
