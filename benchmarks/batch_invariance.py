@@ -25,15 +25,16 @@ import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.engines import choose_engine, decode  # noqa: E402
-from gpt2_sweep.sampling import shared_uniforms  # noqa: E402
+from gpt2_sweep.sampling import RowSettings, shared_uniforms  # noqa: E402
 
 
 def drawn(engine, model, samples, batch, new):
     temperatures = torch.linspace(0.0, 1.5, samples)
     nuclei = torch.linspace(0.05, 1.0, samples).flip(0)
     prompt, uniforms = torch.tensor([start_token(model)]), shared_uniforms(0, new)
-    return torch.cat([decode(engine, model, prompt, temperatures[first:first + batch], nuclei[first:first + batch],
-                             uniforms, new + 1).tokens.cpu() for first in range(0, samples, batch)])
+    settings = RowSettings(temperatures, nuclei)
+    return torch.cat([decode(engine, model, prompt, settings.rows(slice(first, first + batch)), uniforms,
+                             new + 1).tokens.cpu() for first in range(0, samples, batch)])
 
 
 def main() -> None:

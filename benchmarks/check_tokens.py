@@ -33,7 +33,7 @@ from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.engines import generate_static  # noqa: E402
 from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.native_models import native_model  # noqa: E402
-from gpt2_sweep.sampling import sample_step, shared_uniforms  # noqa: E402
+from gpt2_sweep.sampling import RowSettings, sample_step, shared_uniforms  # noqa: E402
 
 
 class RecordingLM(CausalLM):
@@ -97,7 +97,8 @@ def check(lm, batch, new, tolerance, device, loop="dynamic"):
     temperatures = torch.linspace(0.0, 1.5, batch)
     nuclei = torch.linspace(0.05, 1.0, batch).flip(0)
     uniforms = shared_uniforms(0, new)
-    arguments = (torch.tensor([start]), temperatures, nuclei, uniforms, new + 1)
+    settings = RowSettings(temperatures, nuclei)
+    arguments = (torch.tensor([start]), settings, uniforms, new + 1)
     counts = {"loop": loop, "batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0,
               "differ_beyond_tolerance": 0, "fast_vs_full_sort_differ": 0, "graph_vs_eager_differ": None,
               "smallest_margin_of_a_difference": None}
@@ -116,7 +117,7 @@ def check(lm, batch, new, tolerance, device, loop="dynamic"):
     for step, logits in enumerate(recorded[:new]):
         logits = logits.expand(batch, -1) if len(logits) == 1 else logits[:batch]  # the prefill has one row
         picked = generated.tokens[:, 1 + step].cpu()
-        full = sample_step(logits.to(device), temperatures.to(device), nuclei.to(device), uniforms[step]).tokens.cpu()
+        full = sample_step(logits.to(device), settings.to(device), uniforms[step]).tokens.cpu()
         counts["fast_vs_full_sort_differ"] += int((full != picked).sum())
         expected, margins = reference_picks(logits.to(torch.promote_types(logits.dtype, torch.float32)),
                                             temperatures, nuclei, float(uniforms[step]))

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .generation import MIN_DECODE_ROWS, Generated, generate, pad_rows
+from .generation import MIN_DECODE_ROWS, Generated, generate
 from .native_models import native_model
 from .ordering import candidate_step
 from .static_decode import (CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill,
@@ -68,7 +68,7 @@ def compiled_search_step():
 
 
 @torch.inference_mode()
-def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None,
+def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id=None,
                     compiled=False, cuda_graphs=False, native=None, block_rows=None) -> Generated:
     if cuda_graphs and not compiled:
         raise ValueError("a CUDA graph needs the sync-free (compiled) sampler")
@@ -76,10 +76,10 @@ def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_lengt
     a static cache."""
     native = native or native_model(model)
     device = next(model.parameters()).device
-    batch = len(temperatures)
+    batch = len(settings)
     rows = -(-batch // block_rows) * block_rows if block_rows else max(batch, MIN_DECODE_ROWS)
-    state = DecodeState.allocate(native, prompt_ids.to(device), pad_rows(temperatures, rows),
-                                 pad_rows(nuclei, rows), uniforms, max_length, stop_token_id)
+    state = DecodeState.allocate(native, prompt_ids.to(device), settings.padded(rows), uniforms, max_length,
+                                 stop_token_id)
     # Uncompiled, the search would materialise (rows, vocabulary, thresholds): the eager step takes
     # the candidates, whose host synchronisations only matter inside a CUDA graph.
     sample = compiled_search_step() if compiled else candidate_step
@@ -98,22 +98,20 @@ def generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_lengt
                      entropies=state.entropies[:batch, :steps], support_sizes=state.support_sizes[:batch, :steps])
 
 
-def decode(engine: Engine, model, prompt_ids, temperatures, nuclei, uniforms, max_length,
-           stop_token_id=None) -> Generated:
-    """The samples of one batch, one per (temperature, nucleus) pair, by the chosen loop.
+def decode(engine: Engine, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None) -> Generated:
+    """The samples of one batch, one per row of settings (sampling.RowSettings), by the chosen loop.
 
     Batch-invariant, the static loop runs every kernel on blocks of the same number of rows inside
     each step; the generic loop decodes such blocks one after another."""
     rows = engine.batch_invariant_rows
     if engine.loop == "static":
-        return generate_static(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id,
+        return generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id,
                                engine.compiled, engine.cuda_graphs, block_rows=rows)
     if rows is None:
-        return generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id)
+        return generate(model, prompt_ids, settings, uniforms, max_length, stop_token_id)
     parts = []
-    for first in range(0, len(temperatures), rows):
-        count = len(temperatures[first:first + rows])
-        block = generate(model, prompt_ids, pad_rows(temperatures[first:first + rows], rows),
-                         pad_rows(nuclei[first:first + rows], rows), uniforms, max_length, stop_token_id)
-        parts.append(block.rows(slice(0, count)))
+    for first in range(0, len(settings), rows):
+        block = settings.rows(slice(first, first + rows))
+        drawn = generate(model, prompt_ids, block.padded(rows), uniforms, max_length, stop_token_id)
+        parts.append(drawn.rows(slice(0, len(block))))
     return Generated.cat(parts, pad_token=stop_token_id or 0)

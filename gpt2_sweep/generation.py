@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from .ordering import CANDIDATES, candidate_step
+from .sampling import RowSettings
 
 # MKL in its reproducible mode (MKL_CBWR, set by the package) computes each row of a matrix
 # product the same way whatever the batch, but only from 4 rows up: smaller batches are padded.
@@ -90,15 +91,10 @@ class Generated:
                          joined("entropies", 0.0), joined("support_sizes", 0))
 
 
-def pad_rows(values: torch.Tensor, rows: int) -> torch.Tensor:
-    """Repeat the last entry until there are `rows` entries."""
-    return torch.cat([values, values[-1:].expand(rows - len(values))])
-
-
 @torch.inference_mode()
-def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id=None,
+def generate(model, prompt_ids, settings: RowSettings, uniforms, max_length, stop_token_id=None,
              candidates: int | None = CANDIDATES):
-    """One sample per (temperature, nucleus) pair: a Generated batch.
+    """One sample per row of settings: a Generated batch.
 
     Position t >= 1 is drawn with uniforms[t - 1]. With stop_token_id set, generation ends once
     every row has produced it, and a row that has is filled with it from then on. candidates=None
@@ -108,10 +104,9 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
     """
     lm = model if isinstance(model, CausalLM) else CausalLM(model)
     device = lm.model.device
-    batch = len(temperatures)
+    batch = len(settings)
     rows = max(batch, MIN_DECODE_ROWS)
-    temperatures = pad_rows(temperatures.to(device), rows)
-    nuclei = pad_rows(nuclei.to(device), rows)
+    settings = settings.padded(rows).to(device)
     uniforms = uniforms.to(device)
     prompt_ids = prompt_ids.to(device)
     prompt_length = len(prompt_ids)
@@ -126,7 +121,7 @@ def generate(model, prompt_ids, temperatures, nuclei, uniforms, max_length, stop
     cache.batch_repeat_interleave(rows)
     end = max_length
     for position in range(prompt_length, max_length):
-        step = candidate_step(logits, temperatures, nuclei, uniforms[position - 1], candidates)
+        step = candidate_step(logits, settings, uniforms[position - 1], candidates)
         steps.append(step)
         next_tokens = step.tokens
         if stop_token_id is not None:

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .engines import choose_engine, decode
 from .generation import Generated
+from .sampling import RowSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ class SamplingModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.prompt_ids = prompt_ids
-        self.temperatures = torch.tensor([s.temperature for s in settings], dtype=torch.float32)
-        self.nuclei = torch.tensor([s.nucleus for s in settings], dtype=torch.float32)
+        self.settings = RowSettings.of(settings)
         self.uniforms = uniforms
         self.max_length = max_length
         self.stop_token_id = stop_token_id
@@ -53,7 +53,7 @@ class SamplingModule(L.LightningModule):
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
         self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
         try:
-            return decode(self.engine, self.model, self.prompt_ids, self.temperatures[indices], self.nuclei[indices],
+            return decode(self.engine, self.model, self.prompt_ids, self.settings.rows(indices),
                           self.uniforms, self.max_length, self.stop_token_id).cpu()
         except torch.OutOfMemoryError:
             if len(indices) == 1:

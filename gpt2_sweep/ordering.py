@@ -9,8 +9,8 @@ import math
 
 import torch
 
-from .sampling import (Step, descending, masses, nucleus_limits, pick_limits, prepared, sorted_pick,
-                       step_of)
+from .sampling import (RowSettings, Step, descending, kept_in_order, masses, nucleus_limits, pick_limits,
+                       prepared, sorted_pick, step_of)
 
 CANDIDATES = 1024
 
@@ -50,18 +50,30 @@ def top_candidates(probs: torch.Tensor, size: int):
     return values, ids.gather(-1, order), (values > values[..., -1:]).sum(dim=-1)
 
 
-def candidate_pick(probs, nuclei, uniforms, size):
+def keeps_all(settings: RowSettings) -> torch.Tensor:
+    """Rows no filter cuts: nucleus >= 1, top_k off, min_p 0."""
+    keep_all = settings.nuclei >= 1
+    if settings.top_ks is not None:
+        keep_all &= settings.top_ks <= 0
+    if settings.min_ps is not None:
+        keep_all &= settings.min_ps <= 0
+    return keep_all
+
+
+def candidate_pick(probs, settings: RowSettings, uniforms, size):
     """sorted_pick's tokens and kept set from the top `size` candidates, and per row whether the
     candidates decided it (else its results are not to be used)."""
     values, ids, exact = top_candidates(probs, size)
     candidate_masses = masses(values)
-    cumulative = candidate_masses.cumsum(dim=-1)
-    keep_all = nuclei >= 1
-    # A kept set that ends within the exact prefix is known exactly; so is every token's mass.
-    through_exact = cumulative.gather(-1, (exact - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    complete = keep_all | ((exact > 0) & (through_exact >= nucleus_limits(nuclei)))
-    keep = (cumulative - candidate_masses < nucleus_limits(nuclei).unsqueeze(-1)) | keep_all.unsqueeze(-1)
-    keep[..., 0] = True
+    keep_all = keeps_all(settings)
+    # The kept set is known exactly where one filter's leading set ends within the exact prefix.
+    through_exact = candidate_masses.cumsum(dim=-1).gather(-1, (exact - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    complete = keep_all | ((exact > 0) & (through_exact >= nucleus_limits(settings.nuclei)))
+    if settings.top_ks is not None:
+        complete |= (settings.top_ks > 0) & (settings.top_ks <= exact)
+    if settings.min_ps is not None:
+        complete |= values[..., -1] < settings.min_ps.to(values.dtype) * values[..., 0]
+    keep = kept_in_order(values, settings) | keep_all.unsqueeze(-1)
     kept = candidate_masses * keep
     totals = torch.where(keep_all, masses(probs).sum(dim=-1), kept.sum(dim=-1))
     exceeds = kept.cumsum(dim=-1) > pick_limits(uniforms, totals).unsqueeze(-1)
@@ -71,10 +83,10 @@ def candidate_pick(probs, nuclei, uniforms, size):
     return ids.gather(-1, position.unsqueeze(-1)).squeeze(-1), kept_in_vocab, decided
 
 
-def candidate_step(logits, temperatures, nuclei, uniform, candidates: int | None = CANDIDATES) -> Step:
+def candidate_step(logits, settings: RowSettings, uniform, candidates: int | None = CANDIDATES) -> Step:
     """sampling.sample_step's result, sorting the whole vocabulary only for the rows whose top
     `candidates` do not decide (every row with candidates=None)."""
-    logits, probs, nuclei, uniforms = prepared(logits, temperatures, nuclei, uniform)
+    logits, probs, uniforms = prepared(logits, settings, uniform)
     rows = torch.arange(len(probs), device=probs.device)
     tokens = torch.empty(len(probs), dtype=torch.long, device=probs.device)
     kept_in_vocab = torch.empty_like(probs, dtype=torch.bool)
@@ -82,14 +94,19 @@ def candidate_step(logits, temperatures, nuclei, uniform, candidates: int | None
     if candidates is not None and candidates < probs.shape[-1]:
         # The candidates hold at most `candidates` times the largest probability. Where that is less
         # than the row's nucleus reaches (or, when every token is kept, its uniform) they cannot
-        # decide, and the row goes straight to the whole sort.
-        reach = torch.where(nuclei >= 1, uniforms.to(nuclei.dtype), nuclei)
-        hopeful = rows[probs.amax(dim=-1) * candidates > reach]
+        # decide, and the row goes straight to the whole sort (a top_k within them always decides).
+        nuclei = settings.nuclei.to(probs.dtype)
+        reach = torch.where(nuclei >= 1, uniforms.to(probs.dtype), nuclei)
+        hopeful = probs.amax(dim=-1) * candidates > reach
+        if settings.top_ks is not None:
+            hopeful |= (settings.top_ks > 0) & (settings.top_ks <= candidates)
+        hopeful = rows[hopeful]
         if len(hopeful):
-            picked, kept, ok = candidate_pick(probs[hopeful], nuclei[hopeful], uniforms[hopeful], candidates)
+            picked, kept, ok = candidate_pick(probs[hopeful], settings.rows(hopeful), uniforms[hopeful], candidates)
             tokens[hopeful], kept_in_vocab[hopeful], decided[hopeful] = picked, kept, ok
     rest = rows[~decided]
     if len(rest):
         some = probs[rest]
-        tokens[rest], kept_in_vocab[rest] = sorted_pick(some, nuclei[rest], uniforms[rest], sort_descending(some))
+        tokens[rest], kept_in_vocab[rest] = sorted_pick(some, settings.rows(rest), uniforms[rest],
+                                                        sort_descending(some))
     return step_of(logits, probs, tokens, kept_in_vocab)

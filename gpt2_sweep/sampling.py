@@ -1,12 +1,13 @@
-"""The sampling rule: temperature, then nucleus, then inverse CDF at a shared uniform.
+"""The sampling rule: temperature, then the filters (nucleus, top_k, min_p), then inverse CDF at a
+shared uniform.
 
 Every sample of a run reads the same uniform at the same position, so two samples differ only
-because their temperature or nucleus differ. Masses are counted in whole units of 2**-28 of a
+because their settings (temperature, nucleus, top_k, min_p) differ. Masses are counted in whole units of 2**-28 of a
 probability, so every cumulative sum the rule compares is an exact integer: a full sort, the top
 candidates (ordering.py) and a threshold search (threshold_search.py) pick the same tokens on any
 device, whatever the order in which they add.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -74,16 +75,67 @@ def inverse_cdf_pick(kept_masses: torch.Tensor, uniforms) -> torch.Tensor:
     return exceeds.to(torch.uint8).argmax(dim=-1)
 
 
+@dataclass
+class RowSettings:
+    """Each row's decoding settings, one tensor per axis; None where the axis is off for every row.
+    temperature 0 is greedy; nucleus >= 1, top_k 0 and min_p 0 keep every token."""
+
+    temperatures: torch.Tensor
+    nuclei: torch.Tensor
+    top_ks: torch.Tensor | None = None
+    min_ps: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, settings) -> "RowSettings":
+        """From a sequence of per-sample settings objects (schedules.Setting)."""
+        def column(name, dtype):
+            values = [getattr(setting, name, None) for setting in settings]
+            return None if all(v is None for v in values) else torch.tensor(values, dtype=dtype)
+        return cls(column("temperature", torch.float32), column("nucleus", torch.float32),
+                   column("top_k", torch.long), column("min_p", torch.float32))
+
+    def present(self):
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def __len__(self) -> int:
+        return len(self.temperatures)
+
+    def rows(self, index) -> "RowSettings":
+        return replace(self, **{name: values[index] for name, values in self.present().items()})
+
+    def padded(self, count: int) -> "RowSettings":
+        """The last row repeated until there are `count` rows."""
+        return replace(self, **{name: torch.cat([values, values[-1:].expand(count - len(values))])
+                                for name, values in self.present().items()})
+
+    def to(self, device) -> "RowSettings":
+        return replace(self, **{name: values.to(device) for name, values in self.present().items()})
+
+
+def kept_in_order(values: torch.Tensor, settings: RowSettings) -> torch.Tensor:
+    """Which positions of the descending `values` every filter keeps: the nucleus, the first top_k
+    positions, the values at least min_p times the top one. Each keeps a leading set, the top token
+    always, so together they keep the shortest of those sets."""
+    keep = nucleus_mask(masses(values), settings.nuclei.to(values.dtype))
+    if settings.top_ks is not None:
+        top_ks = settings.top_ks.unsqueeze(-1)
+        keep &= (top_ks <= 0) | (torch.arange(values.shape[-1], device=values.device) < top_ks)
+    if settings.min_ps is not None:
+        keep &= values >= settings.min_ps.to(values.dtype).unsqueeze(-1) * values[..., :1]
+    keep[..., 0] = True
+    return keep
+
+
 def descending(probs: torch.Tensor):
     """Each row sorted descending, ties broken by the lower token id: (values, token_ids)."""
     return torch.sort(probs, dim=-1, descending=True, stable=True)
 
 
-def sorted_pick(probs, nuclei, uniforms, order):
+def sorted_pick(probs, settings, uniforms, order):
     """The rule over `order`, the rows' whole descending order (values, ids): the picked token ids
-    and which tokens the nucleus keeps, in vocabulary order."""
+    and which tokens the filters keep, in vocabulary order."""
     values, ids = order
-    keep = nucleus_mask(masses(values), nuclei)
+    keep = kept_in_order(values, settings)
     position = inverse_cdf_pick(masses(values) * keep, uniforms)
     kept_in_vocab = torch.zeros_like(keep).scatter_(-1, ids, keep)
     return ids.gather(-1, position.unsqueeze(-1)).squeeze(-1), kept_in_vocab
@@ -99,11 +151,11 @@ class Step:
     support_sizes: torch.Tensor  # how many tokens that distribution gives non-zero mass
 
 
-def prepared(logits, temperatures, nuclei, uniform):
-    """Logits in the sampling dtype, their probabilities at T, the nuclei, and one uniform per row."""
+def prepared(logits, settings: RowSettings, uniform):
+    """Logits in the sampling dtype, their probabilities at T, and one uniform per row."""
     logits = logits.to(sampling_dtype(logits.dtype))
     uniforms = torch.as_tensor(uniform, dtype=torch.float32, device=logits.device).reshape(-1)
-    return logits, probabilities(logits, temperatures), nuclei.to(logits.dtype), uniforms.expand(len(logits))
+    return logits, probabilities(logits, settings.temperatures), uniforms.expand(len(logits))
 
 
 def step_of(logits, probs, tokens, kept_in_vocab) -> Step:
@@ -118,19 +170,19 @@ def step_of(logits, probs, tokens, kept_in_vocab) -> Step:
     )
 
 
-def sample_step(logits, temperatures, nuclei, uniform) -> Step:
+def sample_step(logits, settings: RowSettings, uniform) -> Step:
     """Pick one token per row of logits (batch, vocab), all rows reading the same uniform (or one
     uniform per row), by sorting every row in full: the rule stated plainly."""
-    logits, probs, nuclei, uniforms = prepared(logits, temperatures, nuclei, uniform)
-    tokens, kept_in_vocab = sorted_pick(probs, nuclei, uniforms, descending(probs))
+    logits, probs, uniforms = prepared(logits, settings, uniform)
+    tokens, kept_in_vocab = sorted_pick(probs, settings, uniforms, descending(probs))
     return step_of(logits, probs, tokens, kept_in_vocab)
 
 
-def filtered_sorted_distribution(logits, temperatures, nuclei):
+def filtered_sorted_distribution(logits, settings: RowSettings):
     """The distribution actually sampled from, in descending order: (probabilities, token_ids)."""
-    logits, probs, nuclei, _ = prepared(logits, temperatures, nuclei, 0.0)
+    logits, probs, _ = prepared(logits, settings, 0.0)
     values, ids = descending(probs)
-    kept = values * nucleus_mask(masses(values), nuclei)
+    kept = values * kept_in_order(values, settings)
     return kept / kept.sum(dim=-1, keepdim=True), ids
 
 
@@ -139,6 +191,6 @@ def sorted_probabilities(logits: torch.Tensor, temperatures: torch.Tensor):
     return descending(probabilities(logits.to(sampling_dtype(logits.dtype)), temperatures))
 
 
-def select_tokens(logits, temperatures, nuclei, uniform):
+def select_tokens(logits, settings: RowSettings, uniform):
     """One token id per row of logits (batch, vocab), all rows reading the same uniform."""
-    return sample_step(logits, temperatures, nuclei, uniform).tokens
+    return sample_step(logits, settings, uniform).tokens

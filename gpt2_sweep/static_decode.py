@@ -11,7 +11,7 @@ from dataclasses import astuple, dataclass
 import torch
 
 from .native_models import StaticCache
-from .sampling import Step
+from .sampling import RowSettings, Step
 from .threshold_search import search_step
 
 BUCKET = 64          # attention reads the cache up to the next multiple of this many positions
@@ -28,17 +28,16 @@ class DecodeState:
     support_sizes: torch.Tensor
     position: torch.Tensor       # (1,): the position the next step writes
     finished: torch.Tensor       # (batch,): the row has produced the stop token
-    temperatures: torch.Tensor
-    nuclei: torch.Tensor
+    settings: RowSettings
     uniforms: torch.Tensor       # position t reads uniforms[t - 1]
     cache: StaticCache
     prompt_length: int
     stop_token_id: int | None
 
     @classmethod
-    def allocate(cls, native, prompt_ids, temperatures, nuclei, uniforms, max_length, stop_token_id):
+    def allocate(cls, native, prompt_ids, settings, uniforms, max_length, stop_token_id):
         device = prompt_ids.device
-        batch, prompt_length = len(temperatures), len(prompt_ids)
+        batch, prompt_length = len(settings), len(prompt_ids)
         parameter = next(native.model.parameters())
         tokens = torch.zeros(batch, max_length, dtype=torch.long, device=device)
         tokens[:, :prompt_length] = prompt_ids
@@ -48,7 +47,7 @@ class DecodeState:
                    support_sizes=torch.zeros(statistic, dtype=torch.long, device=device),
                    position=torch.tensor([prompt_length], device=device),
                    finished=torch.zeros(batch, dtype=torch.bool, device=device),
-                   temperatures=temperatures.to(device), nuclei=nuclei.to(device), uniforms=uniforms.to(device),
+                   settings=settings.to(device), uniforms=uniforms.to(device),
                    cache=StaticCache(len(native.body.h if hasattr(native.body, "h") else native.body.layers),
                                      batch, native.kv_heads, max_length, native.head_dim, parameter.dtype, device),
                    prompt_length=prompt_length, stop_token_id=stop_token_id)
@@ -83,7 +82,7 @@ def decode_one_token(native, state: DecodeState, length: int, sample=search_step
     inputs, uniform = state.tokens.index_select(1, previous), state.uniforms.index_select(0, previous)
     size = block_rows or len(inputs)
     blocks = [sample(native(inputs[first:first + size], previous, state.cache, length, first),
-                     state.temperatures[first:first + size], state.nuclei[first:first + size], uniform)
+                     state.settings.rows(slice(first, first + size)), uniform)
               for first in range(0, len(inputs), size)]
     step = blocks[0] if len(blocks) == 1 else Step(*map(torch.cat, zip(*map(astuple, blocks))))
     tokens = step.tokens

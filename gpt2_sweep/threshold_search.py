@@ -8,7 +8,7 @@ by id, as the rule breaks ties.
 """
 import torch
 
-from .sampling import Step, masses, nucleus_limits, pick_limits, prepared, step_of
+from .sampling import RowSettings, Step, masses, nucleus_limits, pick_limits, prepared, step_of
 
 DIGIT_BITS = 5
 KEY_BITS = {torch.float32: 30, torch.float64: 62}  # the bit patterns of values in [0, 1] fit in these
@@ -35,20 +35,33 @@ def reaching(keys, token_masses, limits, key_bits: int):
     return token, value, above + rank * each
 
 
-def search_step(logits, temperatures, nuclei, uniform) -> Step:
-    """sampling.sample_step's result, found by two threshold searches per row: where the nucleus
-    ends, then where u falls."""
-    logits, probs, nuclei, uniforms = prepared(logits, temperatures, nuclei, uniform)
+def leading(keys, ids, last, last_key):
+    """The tokens ranked at or before (last, last_key) in descending order, ties by id."""
+    last, last_key = last.unsqueeze(-1), last_key.unsqueeze(-1)
+    return (keys > last_key) | ((keys == last_key) & (ids <= last))
+
+
+def search_step(logits, settings: RowSettings, uniform) -> Step:
+    """sampling.sample_step's result, found by threshold searches per row: where the nucleus ends,
+    where the top_k-th token is (top_k on), then where u falls among the kept tokens."""
+    logits, probs, uniforms = prepared(logits, settings, uniform)
     keys = probs.view(KEY_DTYPES[probs.dtype])
     key_bits = KEY_BITS[probs.dtype]
+    ids = torch.arange(probs.shape[-1], device=probs.device)
     token_masses = masses(probs)
     totals = token_masses.sum(dim=-1)
-    limits = nucleus_limits(nuclei)
-    keep_all = (nuclei >= 1) | (limits > totals)
-    last, last_key, kept_totals = reaching(keys, token_masses, limits.clamp(min=1).minimum(totals), key_bits)
-    ids = torch.arange(probs.shape[-1], device=probs.device)
-    kept_in_vocab = (keep_all.unsqueeze(-1) | (keys > last_key.unsqueeze(-1))
-                     | ((keys == last_key.unsqueeze(-1)) & (ids <= last.unsqueeze(-1))))
-    kept_totals = torch.where(keep_all, totals, kept_totals)
+    limits = nucleus_limits(settings.nuclei)
+    keep_all = (settings.nuclei >= 1) | (limits > totals)
+    last, last_key, _ = reaching(keys, token_masses, limits.clamp(min=1).minimum(totals), key_bits)
+    kept = keep_all.unsqueeze(-1) | leading(keys, ids, last, last_key)
+    if settings.top_ks is not None:
+        top_ks = settings.top_ks.clamp(min=0, max=probs.shape[-1])
+        kth, kth_key, _ = reaching(keys, torch.ones_like(token_masses), top_ks.clamp(min=1), key_bits)
+        kept &= (top_ks == 0).unsqueeze(-1) | leading(keys, ids, kth, kth_key)
+    if settings.min_ps is not None:
+        kept &= probs >= settings.min_ps.to(probs.dtype).unsqueeze(-1) * probs.amax(dim=-1, keepdim=True)
+    kept_totals = torch.where(kept, token_masses, 0).sum(dim=-1)
+    # The kept tokens lead the descending order, so the pick is where the cumulative mass of all
+    # tokens first exceeds u times theirs.
     tokens, _, _ = reaching(keys, token_masses, pick_limits(uniforms, kept_totals) + 1, key_bits)
-    return step_of(logits, probs, tokens, kept_in_vocab)
+    return step_of(logits, probs, tokens, kept)

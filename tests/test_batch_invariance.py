@@ -9,11 +9,12 @@ import gpt2_sweep.module
 from conftest import REPO, tiny_gpt2
 from gpt2_sweep.engines import INVARIANT_ROWS, Engine, decode, generate_static
 from gpt2_sweep.generation import generate
-from gpt2_sweep.sampling import shared_uniforms
+from gpt2_sweep.sampling import RowSettings, shared_uniforms
 from gpt2_sweep.sweep import run_sweep
 
 TEMPERATURES = torch.linspace(0.0, 1.5, 16)
 NUCLEI = torch.linspace(0.05, 1.0, 16).flip(0)
+SETTINGS = RowSettings(TEMPERATURES, NUCLEI)
 
 
 def texts(directory):
@@ -59,12 +60,12 @@ def test_blocks_of_fixed_rows_give_the_same_samples_in_any_grouping(loop):
     model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(6, 23)
     engine = Engine(loop, "NativeGPT2" if loop == "static" else "transformers", "top candidates, else a full sort",
                     False, False, batch_invariant_rows=4)
-    whole = decode(engine, model, prompt, TEMPERATURES, NUCLEI, uniforms, 24)
-    plain = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 24)
+    whole = decode(engine, model, prompt, SETTINGS, uniforms, 24)
+    plain = generate(model, prompt, SETTINGS, uniforms, 24)
     if loop == "static":  # MKL's reproducible mode already makes rows invariant: blocks change nothing
-        plain = generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 24)
+        plain = generate_static(model, prompt, SETTINGS, uniforms, 24)
     assert torch.equal(whole.tokens, plain.tokens)
     for group in ([0], [15, 2, 9], list(range(7)), [3, 1, 4, 1, 5, 9, 2, 6, 5]):
-        part = decode(engine, model, prompt, TEMPERATURES[group], NUCLEI[group], uniforms, 24)
+        part = decode(engine, model, prompt, SETTINGS.rows(group), uniforms, 24)
         assert torch.equal(part.tokens, whole.tokens[group]), group
         assert torch.equal(part.logprobs, whole.logprobs[group])

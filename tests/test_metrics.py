@@ -8,7 +8,7 @@ import torch
 
 from gpt2_sweep.generation import generate
 from gpt2_sweep.metrics import distinct_n, repetition, sample_metrics
-from gpt2_sweep.sampling import shared_uniforms
+from gpt2_sweep.sampling import RowSettings, shared_uniforms
 from reference import SAFE_MARGIN, reference_distribution
 
 
@@ -37,7 +37,7 @@ def test_sample_metrics_from_step_statistics():
 def test_step_statistics_match_a_float64_teacher_forced_recomputation(tiny_model, tokenizer):
     prompt = tokenizer.encode("A sweep over")
     temperatures, nuclei = torch.tensor([0.0, 0.5, 1.0, 1.3]), torch.tensor([0.3, 0.9, 1.0, 0.6])
-    generated = generate(tiny_model, torch.tensor(prompt), temperatures, nuclei, shared_uniforms(2, 19), 20)
+    generated = generate(tiny_model, torch.tensor(prompt), RowSettings(temperatures, nuclei), shared_uniforms(2, 19), 20)
     model64 = copy.deepcopy(tiny_model).double()
     checked = 0
     for row in range(4):

@@ -7,15 +7,15 @@ from hypothesis import strategies as st
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from gpt2_sweep.ordering import candidate_step, sort_descending
-from gpt2_sweep.sampling import (MASS_UNIT, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
+from gpt2_sweep.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
                                  sample_step, select_tokens, shared_uniforms, sorted_probabilities)
 from gpt2_sweep.threshold_search import search_step
 from reference import SAFE_MARGIN, reference_pick
 
 
-def full_distribution(logits, temperatures, nuclei):
+def full_distribution(logits, settings):
     """The filtered distribution scattered back into vocabulary order."""
-    sorted_probs, sorted_ids = filtered_sorted_distribution(logits, temperatures, nuclei)
+    sorted_probs, sorted_ids = filtered_sorted_distribution(logits, settings)
     return torch.zeros_like(sorted_probs).scatter_(-1, sorted_ids, sorted_probs)
 
 
@@ -87,13 +87,13 @@ def test_the_largest_uniform_picks_the_last_token_with_mass_never_one_without():
 def test_temperature_zero_is_greedy_whatever_u_and_nucleus():
     logits = torch.tensor([[0.1, 2.0, 2.0, -1.0]] * 3)
     for u in (0.0, 0.5, 0.999):
-        tokens = select_tokens(logits, torch.zeros(3), torch.tensor([0.0, 0.5, 1.0]), u)
+        tokens = select_tokens(logits, RowSettings(torch.zeros(3), torch.tensor([0.0, 0.5, 1.0])), u)
         assert tokens.tolist() == [1, 1, 1]
 
 
 def test_a_tiny_temperature_is_greedy_not_nan():
     logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(6)) * 5
-    step = sample_step(logits, torch.tensor([1e-40, 1e-30, 1e-6]), torch.tensor([1.0, 0.5, 1.0]), 0.9)
+    step = sample_step(logits, RowSettings(torch.tensor([1e-40, 1e-30, 1e-6]), torch.tensor([1.0, 0.5, 1.0])), 0.9)
     assert step.tokens.tolist() == logits.argmax(-1).tolist()
     assert step.entropies.tolist() == [0.0, 0.0, 0.0]
 
@@ -101,24 +101,24 @@ def test_a_tiny_temperature_is_greedy_not_nan():
 def test_nucleus_zero_keeps_only_the_top_token():
     logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
     for u in (0.0, 0.3, 0.99):
-        tokens = select_tokens(logits, torch.full((4,), 1.3), torch.zeros(4), u)
+        tokens = select_tokens(logits, RowSettings(torch.full((4,), 1.3), torch.zeros(4)), u)
         assert tokens.tolist() == logits.argmax(-1).tolist()
 
 
 def test_rows_are_independent_and_share_the_uniform():
     logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
     temperatures, nuclei = torch.tensor([0.7, 1.0, 1.2]), torch.tensor([0.9, 1.0, 0.3])
-    together = select_tokens(logits, temperatures, nuclei, 0.42)
-    alone = [select_tokens(logits[i:i + 1], temperatures[i:i + 1], nuclei[i:i + 1], 0.42).item()
+    together = select_tokens(logits, RowSettings(temperatures, nuclei), 0.42)
+    alone = [select_tokens(logits[i:i + 1], RowSettings(temperatures[i:i + 1], nuclei[i:i + 1]), 0.42).item()
              for i in range(3)]
     assert together.tolist() == alone
 
 
 def test_sampling_runs_in_float32_at_least():
     logits = torch.randn(2, 30, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
-    probs, _ = filtered_sorted_distribution(logits, torch.ones(2), torch.ones(2))
+    probs, _ = filtered_sorted_distribution(logits, RowSettings(torch.ones(2), torch.ones(2)))
     assert probs.dtype == torch.float32
-    probs64, _ = filtered_sorted_distribution(logits.double(), torch.ones(2), torch.ones(2))
+    probs64, _ = filtered_sorted_distribution(logits.double(), RowSettings(torch.ones(2), torch.ones(2)))
     assert probs64.dtype == torch.float64
 
 
@@ -127,7 +127,7 @@ def test_sampling_runs_in_float32_at_least():
        nucleus=st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0), uniform=st.floats(0.0, 0.9999999))
 def test_picks_match_the_float64_reference(seed, vocab, temperature, nucleus, uniform):
     logits = torch.randn(1, vocab, generator=torch.Generator().manual_seed(seed)) * 4
-    token = select_tokens(logits, torch.tensor([temperature]), torch.tensor([nucleus]),
+    token = select_tokens(logits, RowSettings(torch.tensor([temperature]), torch.tensor([nucleus])),
                           torch.tensor(uniform, dtype=torch.float32)).item()
     expected, u_margin, nucleus_margin = reference_pick(logits[0].numpy(), float(np.float32(temperature)),
                                                         float(np.float32(nucleus)), float(np.float32(uniform)))
@@ -140,7 +140,7 @@ def test_filtered_distribution_matches_transformers_warpers(seed, temperature, t
     logits = torch.randn(1, 200, generator=torch.Generator().manual_seed(seed)) * 3
     scores = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits.clone()))
     expected = torch.softmax(scores, dim=-1)
-    ours = full_distribution(logits, torch.tensor([temperature]), torch.tensor([top_p]))
+    ours = full_distribution(logits, RowSettings(torch.tensor([temperature]), torch.tensor([top_p])))
     sorted_probs, _ = sorted_probabilities(logits, torch.tensor([temperature]))
     mass_before = torch.cumsum(sorted_probs, -1) - sorted_probs
     if (mass_before - top_p).abs().min() > SAFE_MARGIN:  # no token sits on the boundary
@@ -154,10 +154,10 @@ def test_token_frequencies_under_random_u_match_the_filtered_distribution(temper
     draws = 20000
     uniforms = torch.rand(draws, generator=torch.Generator().manual_seed(4))
     rows = logits.expand(draws, -1)
-    tokens = select_tokens(rows, torch.full((draws,), temperature), torch.full((draws,), nucleus),
+    tokens = select_tokens(rows, RowSettings(torch.full((draws,), temperature), torch.full((draws,), nucleus)),
                            uniforms.unsqueeze(-1))
     observed = torch.bincount(tokens, minlength=12).double() / draws
-    expected = full_distribution(logits, torch.tensor([temperature]), torch.tensor([nucleus]))[0].double()
+    expected = full_distribution(logits, RowSettings(torch.tensor([temperature]), torch.tensor([nucleus])))[0].double()
     assert torch.equal(observed > 0, expected > 0)
     tolerance = 5 * torch.sqrt(expected * (1 - expected) / draws) + 1e-9  # five standard errors
     assert bool(((observed - expected).abs() <= tolerance).all()), (observed, expected)
@@ -172,7 +172,7 @@ def test_a_thousand_random_picks_match_the_reference():
         temperature = float(torch.rand(1, generator=generator)) * 2
         nucleus = float(torch.rand(1, generator=generator))
         uniform = torch.rand((), generator=generator)
-        token = select_tokens(logits, torch.tensor([temperature]), torch.tensor([nucleus]), uniform).item()
+        token = select_tokens(logits, RowSettings(torch.tensor([temperature]), torch.tensor([nucleus])), uniform).item()
         expected, u_margin, nucleus_margin = reference_pick(
             logits[0].numpy(), float(np.float32(temperature)), float(np.float32(nucleus)), float(uniform))
         if min(u_margin, nucleus_margin) > SAFE_MARGIN:
@@ -192,9 +192,9 @@ def test_candidates_and_the_threshold_search_pick_what_a_full_sort_picks(seed, v
     temperatures = torch.tensor([0.0, 0.3, 1.0, 1.5] * 6)
     nuclei = torch.tensor([0.0, 0.5, 0.95, 1.0, 0.2, 0.99] * 4)
     for uniform in (0.0, 0.37, 0.999, 1 - 2**-24):
-        full = sample_step(logits, temperatures, nuclei, uniform)
-        for fast in (candidate_step(logits, temperatures, nuclei, uniform, candidates),
-                     search_step(logits, temperatures, nuclei, uniform)):
+        settings = RowSettings(temperatures, nuclei)
+        full = sample_step(logits, settings, uniform)
+        for fast in (candidate_step(logits, settings, uniform, candidates), search_step(logits, settings, uniform)):
             assert torch.equal(fast.tokens, full.tokens)
             assert torch.equal(fast.logprobs, full.logprobs) and torch.equal(fast.entropies, full.entropies)
             assert torch.equal(fast.support_sizes, full.support_sizes)
@@ -204,6 +204,6 @@ def test_the_threshold_search_settles_ties_by_token_id_like_the_sort():
     logits = torch.tensor([[1.0, 3.0, 2.0, 3.0, 2.0, 3.0]])  # three tokens share the top
     for uniform in (0.0, 0.2, 0.4, 0.7, 0.95):
         for nucleus in (0.0, 0.3, 0.5, 1.0):
-            args = (logits, torch.tensor([1.0]), torch.tensor([nucleus]), uniform)
+            args = (logits, RowSettings(torch.tensor([1.0]), torch.tensor([nucleus])), uniform)
             assert search_step(*args).tokens.tolist() == sample_step(*args).tokens.tolist()
-    assert search_step(logits, torch.tensor([1.0]), torch.tensor([0.0]), 0.9).tokens.tolist() == [1]
+    assert search_step(logits, RowSettings(torch.tensor([1.0]), torch.tensor([0.0])), 0.9).tokens.tolist() == [1]

@@ -8,12 +8,13 @@ from reference import reference_pick
 from gpt2_sweep.engines import choose_engine, generate_static
 from gpt2_sweep.generation import generate
 from gpt2_sweep.native_models import native_model
-from gpt2_sweep.sampling import shared_uniforms
+from gpt2_sweep.sampling import RowSettings, shared_uniforms
 from gpt2_sweep.static_decode import DecodeState, bucket, decode_one_token, prefill
 from gpt2_sweep.threshold_search import search_step
 
 TEMPERATURES = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 0.8])
 NUCLEI = torch.tensor([1.0, 0.9, 0.5, 1.0, 0.99, 1.0, 0.0])  # greedy rows, nucleus 0 and 1
+SETTINGS = RowSettings(TEMPERATURES, NUCLEI)
 
 
 def tiny_llama(vocab_size=3000, seed=0):
@@ -55,26 +56,26 @@ def assert_same_samples(static, generic, model=None, uniforms=None):
 def test_static_loop_gives_the_generic_loops_samples(family, prompt):
     model = MODELS[family]()
     prompt, uniforms = torch.tensor(prompt), shared_uniforms(4, 39)
-    generic = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40)
-    assert_same_samples(generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40), generic, model, uniforms)
+    generic = generate(model, prompt, SETTINGS, uniforms, 40)
+    assert_same_samples(generate_static(model, prompt, SETTINGS, uniforms, 40), generic, model, uniforms)
     assert len(set(map(tuple, generic.tokens.tolist()))) >= 4  # the settings do change the text
 
 
 @pytest.mark.parametrize("family", MODELS)
 def test_a_stop_token_ends_rows_and_the_run_as_in_the_generic_loop(family):
     model, prompt, uniforms = MODELS[family](), torch.tensor([5, 17]), shared_uniforms(2, 39)
-    free = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40).tokens
+    free = generate(model, prompt, SETTINGS, uniforms, 40).tokens
     for stop in (free[2, 4].item(), free[0, 3].item()):
-        generic = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40, stop_token_id=stop)
-        assert_same_samples(generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40, stop), generic, model,
+        generic = generate(model, prompt, SETTINGS, uniforms, 40, stop_token_id=stop)
+        assert_same_samples(generate_static(model, prompt, SETTINGS, uniforms, 40, stop), generic, model,
                             uniforms)
 
 
 def test_static_loop_tokens_do_not_depend_on_the_batch():
     model, prompt, uniforms = tiny_llama(), torch.tensor([5, 17]), shared_uniforms(3, 39)
-    whole = generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 40).tokens
+    whole = generate_static(model, prompt, SETTINGS, uniforms, 40).tokens
     for group in ([0], [6, 1, 3], [5, 4, 2, 0, 1, 3]):
-        assert torch.equal(generate_static(model, prompt, TEMPERATURES[group], NUCLEI[group], uniforms, 40).tokens,
+        assert torch.equal(generate_static(model, prompt, SETTINGS.rows(group), uniforms, 40).tokens,
                            whole[group])
 
 
@@ -83,7 +84,7 @@ def test_native_forward_gives_the_models_logits(family):
     model = MODELS[family]()
     native = native_model(model)
     ids = torch.tensor([[5, 17, 300, 9, 41]])
-    state = DecodeState.allocate(native, ids[0], torch.ones(1), torch.ones(1), shared_uniforms(0, 9), 10, None)
+    state = DecodeState.allocate(native, ids[0], RowSettings(torch.ones(1), torch.ones(1)), shared_uniforms(0, 9), 10, None)
     with torch.inference_mode():
         ours = native(ids, torch.arange(5), state.cache, bucket(5, 10))
         torch.testing.assert_close(ours, model(input_ids=ids).logits[:, -1], rtol=0, atol=1e-4)
@@ -95,21 +96,21 @@ def test_the_decode_step_compiles_as_one_graph(family):
     model = MODELS[family]()
     prompt, uniforms = torch.tensor([5, 17, 300]), shared_uniforms(1, 29)
     native = native_model(model)
-    state = DecodeState.allocate(native, prompt, TEMPERATURES, NUCLEI, uniforms, 30, stop_token_id=7)
+    state = DecodeState.allocate(native, prompt, SETTINGS, uniforms, 30, stop_token_id=7)
     step = torch.compile(decode_one_token, fullgraph=True, dynamic=False, backend="aot_eager")
     with torch.inference_mode():
         prefill(native, state)
         for position in range(3, 30):
             step(native, state, bucket(position, 30), search_step)
-    expected = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 30, stop_token_id=7).tokens
+    expected = generate(model, prompt, SETTINGS, uniforms, 30, stop_token_id=7).tokens
     assert torch.equal(state.tokens[:, :expected.shape[1]], expected)
 
 
 @pytest.mark.slow
 def test_the_inductor_compiled_sampler_gives_the_same_samples():
     model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(5, 29)
-    generic = generate(model, prompt, TEMPERATURES, NUCLEI, uniforms, 30)
-    assert_same_samples(generate_static(model, prompt, TEMPERATURES, NUCLEI, uniforms, 30, compiled=True), generic,
+    generic = generate(model, prompt, SETTINGS, uniforms, 30)
+    assert_same_samples(generate_static(model, prompt, SETTINGS, uniforms, 30, compiled=True), generic,
                         model, uniforms)
 
 
@@ -124,4 +125,5 @@ def test_the_engine_follows_runtime_compile_and_the_model_family():
                                    num_attention_heads=2, max_position_embeddings=32)).eval()
     assert choose_engine(opt, True).describe() == {"loop": "dynamic", "model": "transformers",
                                                    "sampler": "top candidates, else a full sort",
-                                                   "compiled": False, "cuda_graphs": False}
+                                                   "compiled": False, "cuda_graphs": False,
+                                                   "batch_invariant_rows": None}
