@@ -4,6 +4,7 @@
 
 Reads every samples.json under DIR (JSON only), older artifacts without metrics included.
 """
+import argparse
 import csv
 import logging
 import math
@@ -166,11 +167,21 @@ class SweepSummary(Callback):
                   f"{config.hydra.sweep.dir}", file=sys.stderr)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help explains)\n")
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not Path(argv[0]).is_dir():
-        print("usage: python -m gpt2_sweep.summarize DIR (a run or sweep dir)", file=sys.stderr)
+    parser = OneLineErrors(prog="python -m gpt2_sweep.summarize",
+                           description="Write summary.csv, summary.md and one plot per metric into DIR, "
+                                       "from every samples.json under it (older artifacts included).")
+    parser.add_argument("directory", metavar="DIR", type=Path, help="a run or sweep dir")
+    directory = parser.parse_args(argv).directory
+    if not directory.is_dir():
+        print(f"error: no such directory: {directory}", file=sys.stderr)
         return 2
-    return 0 if summarize(Path(argv[0])) else 1
+    return 0 if summarize(directory) else 1
 
 
 if __name__ == "__main__":
