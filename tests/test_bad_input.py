@@ -1,0 +1,42 @@
+"""Bad input, in-process: the UsageError names the value and what is allowed, and nothing is written."""
+import pytest
+
+import gpt2_sweep.sweep
+from conftest import compose_config
+from gpt2_sweep.artifact import check_writable
+from gpt2_sweep.errors import UsageError
+from gpt2_sweep.sweep import run_sweep
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Bad input must be found before the model loads."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was found")
+    monkeypatch.setattr(gpt2_sweep.sweep, "load_model", refuse)
+
+
+@pytest.mark.parametrize("output_json, named", [
+    ("/proc/x/y.json", "/proc/x"),                     # a parent that cannot be created
+    ("/proc/self/no/such/y.json", "/proc/self/no"),
+    ("/sys/x/y.json", "/sys/x"),
+    ("/etc/hostname/results.json", "/etc/hostname is not a directory"),  # a file in the way
+    ("/etc/hostname/a/b.json", "/etc/hostname is not a directory"),
+])
+def test_an_output_json_that_cannot_be_written_is_refused_before_the_model_loads(
+        tiny_model_dir, tmp_path, no_model_loading, output_json, named):
+    cfg = compose_config(f"model.name={tiny_model_dir}", "max_length=8", f"output_json={output_json}")
+    with pytest.raises(UsageError, match="output_json=") as refused:
+        run_sweep(cfg, tmp_path)
+    assert named in str(refused.value) and "cannot be written" in str(refused.value)
+    assert not (tmp_path / "samples.json").exists()
+
+
+def test_checking_a_writable_path_leaves_no_trace(tmp_path):
+    check_writable(tmp_path / "a" / "b" / "c.json", "output_json")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    check_writable(tmp_path / "a" / "b" / "c.json", "output_json")
+    assert [p.name for p in tmp_path.rglob("*")] == ["a"]
+    with pytest.raises(UsageError, match="is a directory"):
+        check_writable(tmp_path / "a", "output_json")
