@@ -1,5 +1,6 @@
 """Bad input ends in one line on stderr and exit code 2, whether Hydra or the run finds it."""
 import os
+import re
 import sys
 from contextlib import contextmanager
 
@@ -13,7 +14,21 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+AMBIGUOUS = re.compile(r"Ambiguous value for argument '(?P<key>[^=']+)=(?P<value>.*)'$", re.MULTILINE)
+
+
+def shell_quoted(key: str, value: str) -> str:
+    """key="'value'": double quotes for the shell, single quotes inside for Hydra (which reads \\')."""
+    escaped = value.replace("'", "\\'")
+    return f'{key}="\'{escaped}\'"'
+
+
 def one_line(error: Exception) -> str:
+    ambiguous = AMBIGUOUS.search(str(error))
+    if ambiguous:
+        key, value = ambiguous["key"], ambiguous["value"]
+        return (f"{visible(key)}={visible(value)} holds a comma: quote the value to use it as text, e.g. "
+                f"{visible(shell_quoted(key, value))} (a list: {key}=[a,b]; a sweep over values: add -m)")
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
         group, _, name = error.missing_cfg_file.rpartition("/")
         return f"{group}={name} is not a preset: one of {', '.join(error.options)}"

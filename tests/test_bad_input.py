@@ -1,9 +1,11 @@
 """Bad input, in-process: the UsageError names the value and what is allowed, and nothing is written."""
 import pytest
+from hydra.errors import HydraException
 
 import gpt2_sweep.sweep
 from conftest import compose_config
 from gpt2_sweep.artifact import check_writable
+from gpt2_sweep.cli import one_line
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.sweep import run_sweep
 
@@ -40,3 +42,17 @@ def test_checking_a_writable_path_leaves_no_trace(tmp_path):
     assert [p.name for p in tmp_path.rglob("*")] == ["a"]
     with pytest.raises(UsageError, match="is a directory"):
         check_writable(tmp_path / "a", "output_json")
+
+
+def composition_error(*overrides) -> str:
+    """The one line a command line with these overrides ends with, when Hydra refuses it."""
+    with pytest.raises(HydraException) as refused:
+        compose_config(*overrides)
+    return one_line(refused.value)
+
+
+def test_an_unquoted_comma_shows_how_to_quote_it():
+    line = composition_error("prompt=Once upon a time, in a village")
+    assert "prompt=Once upon a time, in a village" in line
+    assert """prompt="'Once upon a time, in a village'\"""" in line and "-m" in line
+    assert "\n" not in line
