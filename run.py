@@ -5,23 +5,29 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from gpt2_sweep.checks import check_before_loading
 from gpt2_sweep.cli import usage_errors_as_one_line
 from gpt2_sweep.jobs import failure_recorded
 
 
+def run_job(cfg, output_dir: Path, overrides: list[str]) -> None:
+    check_before_loading(cfg)
+    from gpt2_sweep.sweep import run_sweep  # torch and transformers take seconds to import
+
+    run_sweep(cfg, output_dir, overrides)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg) -> None:
-    from gpt2_sweep.sweep import run_sweep  # Lightning takes seconds to import: not for --help
-
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode == RunMode.MULTIRUN:  # one job's failure must not end the others
         with failure_recorded(output_dir, overrides):
-            run_sweep(cfg, output_dir, overrides)
+            run_job(cfg, output_dir, overrides)
     else:
         with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
-            run_sweep(cfg, output_dir, overrides)
+            run_job(cfg, output_dir, overrides)
 
 
 if __name__ == "__main__":

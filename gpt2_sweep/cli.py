@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 
 from .errors import UsageError
+from .keys import known_keys, unknown_key_error
 
 
 def visible(text: str) -> str:
@@ -14,6 +15,7 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+NOT_IN_CONFIG = re.compile(r"Could not override '(?P<key>[^']+)'\.\s*To append to your config use \+")
 AMBIGUOUS = re.compile(r"Ambiguous value for argument '(?P<key>[^=']+)=(?P<value>.*)'$", re.MULTILINE)
 
 
@@ -29,6 +31,9 @@ def one_line(error: Exception) -> str:
         key, value = ambiguous["key"], ambiguous["value"]
         return (f"{visible(key)}={visible(value)} holds a comma: quote the value to use it as text, e.g. "
                 f"{visible(shell_quoted(key, value))} (a list: {key}=[a,b]; a sweep over values: add -m)")
+    not_in_config = NOT_IN_CONFIG.search(str(error))
+    if not_in_config and not not_in_config["key"].startswith("hydra."):  # Hydra's own keys: its message
+        return str(unknown_key_error([not_in_config["key"]], known_keys()))
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
         group, _, name = error.missing_cfg_file.rpartition("/")
         return f"{group}={name} is not a preset: one of {', '.join(error.options)}"

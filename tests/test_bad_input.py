@@ -7,6 +7,7 @@ from conftest import compose_config
 from gpt2_sweep.artifact import check_writable
 from gpt2_sweep.cli import one_line
 from gpt2_sweep.errors import UsageError
+from gpt2_sweep.keys import check_keys
 from gpt2_sweep.sweep import run_sweep
 
 
@@ -56,3 +57,31 @@ def test_an_unquoted_comma_shows_how_to_quote_it():
     assert "prompt=Once upon a time, in a village" in line
     assert """prompt="'Once upon a time, in a village'\"""" in line and "-m" in line
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["num_sample=4"], "unknown key num_sample: did you mean num_samples?"),
+    (["model.nme=gpt2"], "unknown key model.nme: did you mean model.name?"),
+])
+def test_a_mistyped_key_suggests_the_key_not_appending_it(overrides, message):
+    line = composition_error(*overrides)
+    assert line.startswith(message) and "+" not in line
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+num_sample=4"], "unknown key num_sample: did you mean num_samples?"),
+    (["+foo=1"], "unknown key foo: the run does not read it"),
+    (["+sampler.tmperature=true"], "unknown key sampler.tmperature: did you mean sampler.temperature?"),
+    (["+devices.x.y=1"], "unknown key devices.x: the run does not read it"),
+    (["+foo=1", "+bar=2"], "unknown keys bar (the run does not read it), foo (the run does not read it)"),
+])
+def test_an_appended_key_the_run_does_not_read_is_refused(overrides, message):
+    with pytest.raises(UsageError) as refused:
+        check_keys(compose_config(*overrides))
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("overrides", [[], ["+experiment=batch_study"], ["model=smollm2", "sampler=both"],
+                                       ["++num_samples=3"], ["hydra.job.name=other"]])
+def test_groups_experiments_and_hydra_keys_are_not_unknown(overrides):
+    check_keys(compose_config(*overrides, hydra=True))

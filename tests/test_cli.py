@@ -157,6 +157,25 @@ def test_bad_input_is_one_line_exit_two_and_no_artifact(tiny_model_dir, tmp_path
     assert not (tmp_path / "samples.json").exists()
 
 
+CLI_REFUSALS = {
+    "a typo": (["num_sample=4"], "error: unknown key num_sample: did you mean num_samples?"),
+    "an appended key": (["+foo=1"], "error: unknown key foo: the run does not read it"),
+    "an appended key in a multirun": (["-m", "+foo=1", "seed=0,1"], "error: unknown key foo"),
+}
+
+
+@pytest.mark.parametrize("overrides, line", CLI_REFUSALS.values(), ids=CLI_REFUSALS.keys())
+def test_a_refused_command_line_is_one_line_exit_two_no_traceback_and_no_dir(tiny_model_dir, tmp_path,
+                                                                              overrides, line):
+    flags = [o for o in overrides if o.startswith("-")]
+    result = run_cli(*flags, f"model.name={tiny_model_dir}", "max_length=8", *(o for o in overrides if o not in flags),
+                     f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith(line) and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("name, named", [("/no/such/dir", "/no/such/dir"), ("unknown-org/unknown-model", "smollm2")])
 def test_unknown_model_is_one_line(tmp_path, name, named):
     result = run_cli(f"model.name={name}", f"hydra.run.dir={tmp_path}")
