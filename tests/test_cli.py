@@ -110,8 +110,8 @@ def test_multirun_writes_one_artifact_per_job(tiny_model_dir, tmp_path):
         document = artifact(job)
         sampler = document["metadata"]["config"]["sampler"]
         counts[(sampler["temperature"], sampler["schedule"])] = len(document["texts"])
-    assert counts == {(True, "paired"): 2, (True, "grid"): 2, (False, "paired"): 1, (False, "grid"): 1}
-    assert "num_samples is set to 1" in result.stdout + result.stderr
+    assert counts == {(True, "paired"): 2, (True, "grid"): 2, (False, "paired"): 2, (False, "grid"): 2}
+    assert "the 2 samples all use temperature 1.0 and nucleus 1.0" in result.stdout + result.stderr
 
 
 def test_runs_started_together_get_their_own_dirs(tiny_model_dir, tmp_path):

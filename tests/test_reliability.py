@@ -202,7 +202,7 @@ def test_many_samples_in_small_batches(tiny_model_dir, tmp_path):
     (["sampler=temperature", "num_samples=3", "num_samples=2"], 2),  # the last value wins, as in Hydra
     (["sampler=both", "sampler.temperature=false"], 4),     # a preset, then one switch off
     (["devices=cpu", "devices.accelerator=gpu"], "devices.accelerator=gpu"),
-    (["sampler.schedule=grid", "sampler=default"], 1),      # grid with both sweeps off: one sample
+    (["sampler.schedule=grid", "sampler=default"], 4),      # grid with both sweeps off: num_samples
 ])
 def test_contradictory_overrides_work_or_fail_clearly(tiny_model_dir, tmp_path, overrides, outcome):
     result = run_cli(f"model.name={tiny_model_dir}", "max_length=6", *overrides, f"hydra.run.dir={tmp_path}")
