@@ -10,8 +10,8 @@ from gpt2_sweep.cli import usage_errors_as_one_line
 from gpt2_sweep.jobs import failure_recorded
 
 
-def run_job(cfg, output_dir: Path, overrides: list[str]) -> None:
-    check_before_loading(cfg)
+def run_job(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> None:
+    check_before_loading(cfg, multirun)
     from gpt2_sweep.sweep import run_sweep  # torch and transformers take seconds to import
 
     run_sweep(cfg, output_dir, overrides)
@@ -24,10 +24,10 @@ def main(cfg) -> None:
     overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode == RunMode.MULTIRUN:  # one job's failure must not end the others
         with failure_recorded(output_dir, overrides):
-            run_job(cfg, output_dir, overrides)
+            run_job(cfg, output_dir, overrides, multirun=True)
     else:
         with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
-            run_job(cfg, output_dir, overrides)
+            run_job(cfg, output_dir, overrides, multirun=False)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from hydra.errors import HydraException
 import gpt2_sweep.sweep
 from conftest import compose_config
 from gpt2_sweep.artifact import check_writable
+from gpt2_sweep.checks import check_before_loading
 from gpt2_sweep.cli import one_line
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.keys import check_keys
@@ -85,3 +86,10 @@ def test_an_appended_key_the_run_does_not_read_is_refused(overrides, message):
                                        ["++num_samples=3"], ["hydra.job.name=other"]])
 def test_groups_experiments_and_hydra_keys_are_not_unknown(overrides):
     check_keys(compose_config(*overrides, hydra=True))
+
+
+def test_output_json_is_refused_in_each_job_of_a_multirun_too():
+    cfg = compose_config("output_json=out.json")
+    check_before_loading(cfg, multirun=False)
+    with pytest.raises(UsageError, match="output_json='out.json' is for single runs"):
+        check_before_loading(cfg, multirun=True)

@@ -161,6 +161,8 @@ CLI_REFUSALS = {
     "a typo": (["num_sample=4"], "error: unknown key num_sample: did you mean num_samples?"),
     "an appended key": (["+foo=1"], "error: unknown key foo: the run does not read it"),
     "an appended key in a multirun": (["-m", "+foo=1", "seed=0,1"], "error: unknown key foo"),
+    "output_json in a multirun": (["-m", "seed=0,1", "output_json=out.json"],
+                                  "error: output_json='out.json' is for single runs"),
 }
 
 
@@ -169,11 +171,11 @@ def test_a_refused_command_line_is_one_line_exit_two_no_traceback_and_no_dir(tin
                                                                               overrides, line):
     flags = [o for o in overrides if o.startswith("-")]
     result = run_cli(*flags, f"model.name={tiny_model_dir}", "max_length=8", *(o for o in overrides if o not in flags),
-                     f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+                     f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[0].startswith(line) and len(result.stderr.splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert not (tmp_path / "sweep").exists()
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "out.json").exists()
 
 
 @pytest.mark.parametrize("name, named", [("/no/such/dir", "/no/such/dir"), ("unknown-org/unknown-model", "smollm2")])
