@@ -15,6 +15,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from .artifact import ARTIFACT_NAME, read_artifact
+from .jobs import MultirunJobs
 
 log = logging.getLogger(__name__)
 METRICS = {
@@ -138,10 +139,37 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(figure)
 
 
-def summarize(directory: Path) -> list[Path]:
-    """Write summary.csv, summary.md and plot_<metric>.png into directory; return their paths."""
+def listed(jobs: list[str]) -> str:
+    """'job 0', 'jobs 0-3, 5': numbered jobs as ranges, any others by name."""
+    numbers = sorted(int(job) for job in jobs if job.isdigit())
+    ranges = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    parts = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in ranges]
+    parts += sorted(job for job in jobs if not job.isdigit())
+    return ("jobs " if len(jobs) > 1 else "job ") + ", ".join(parts)
+
+
+def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
+    """Write summary.csv, summary.md and plot_<metric>.png into directory; return their paths.
+
+    jobs: the job dirs to cover (a multirun's own); by default every artifact under directory.
+    """
     directory = Path(directory)
     rows = collect_rows(directory)
+    left_out = []
+    if jobs is not None:
+        covered = {Path(job).relative_to(directory).as_posix() for job in jobs}
+        left_out = sorted({row["job"] for row in rows} - covered)
+        rows = [row for row in rows if row["job"] in covered]
+        if not rows:
+            earlier = directory / "summary.csv"
+            print("No summary written: no job of this multirun finished"
+                  + (f" ({earlier} is from an earlier run)" if earlier.exists() else ""))
+            return []
     if not rows:
         log.warning(f"No {ARTIFACT_NAME} under {directory}: no summary written")
         return []
@@ -151,17 +179,24 @@ def summarize(directory: Path) -> list[Path]:
     for metric in METRICS:
         written.append(directory / f"plot_{metric}.png")
         plot_metric(rows, metric, written[-1])
-    print(f"Summary of {len(rows)} samples written to {directory} (summary.csv, summary.md, "
-          f"{len(METRICS)} plots)")
+    sources = sorted({row["job"] for row in rows})
+    print(f"Summary of {len(rows)} samples{'' if sources == ['.'] else ' from ' + listed(sources)} written to "
+          f"{directory} (summary.csv, summary.md, {len(METRICS)} plots)"
+          + (f"; {len(left_out)} {ARTIFACT_NAME} in the dir that this multirun did not write left out "
+             f"({listed(left_out)})" if left_out else ""))
     return written
 
 
 class SweepSummary(Callback):
-    """At the end of every multirun, the summary of all its jobs in the sweep dir."""
+    """At the end of every multirun, the summary of the jobs that finished in it, in the sweep dir
+    (artifacts of earlier multiruns into the same dir left out)."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self.jobs = MultirunJobs(Path(config.hydra.sweep.dir), config.hydra.output_subdir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         try:
-            summarize(Path(config.hydra.sweep.dir))
+            summarize(Path(config.hydra.sweep.dir), self.jobs.finished() if hasattr(self, "jobs") else None)
         except Exception as error:  # noqa: BLE001 - a failed summary must not hide the jobs' results
             print(f"error: the sweep summary failed: {error!r}; rerun python -m gpt2_sweep.summarize "
                   f"{config.hydra.sweep.dir}", file=sys.stderr)
