@@ -8,6 +8,7 @@ from hydra.types import RunMode
 from gpt2_sweep.checks import check_before_loading
 from gpt2_sweep.cli import usage_errors_as_one_line
 from gpt2_sweep.jobs import failure_recorded
+from gpt2_sweep.rundir import no_run_dir_left_when_refused
 
 
 def run_job(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> None:
@@ -26,7 +27,8 @@ def main(cfg) -> None:
         with failure_recorded(output_dir, overrides):
             run_job(cfg, output_dir, overrides, multirun=True)
     else:
-        with usage_errors_as_one_line():  # here too, so that Hydra does not log the error as well
+        # Reported here too, so that Hydra does not log the error as well.
+        with usage_errors_as_one_line(), no_run_dir_left_when_refused(output_dir, hydra_cfg.output_subdir):
             run_job(cfg, output_dir, overrides, multirun=False)
 
 

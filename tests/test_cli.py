@@ -176,6 +176,20 @@ def test_a_refused_command_line_is_one_line_exit_two_no_traceback_and_no_dir(tin
     assert result.stderr.splitlines()[0].startswith(line) and len(result.stderr.splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "out.json").exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_run_leaves_no_run_dir_and_never_touches_an_earlier_one(tiny_model_dir, tmp_path):
+    for refusal in ("num_samples=0", "max_length=65"):  # found before the imports, after the model loads
+        refused = run_cli(f"model.name={tiny_model_dir}", refusal, cwd=tmp_path)
+        assert refused.returncode == 2 and refusal in refused.stderr, refused.stderr
+        assert list(tmp_path.rglob("*")) == []
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "samples.json").write_text("{}")
+    refused = run_cli(f"model.name={tiny_model_dir}", "num_samples=0", f"hydra.run.dir={earlier}", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert (earlier / "samples.json").read_text() == "{}" and (earlier / "run.log").exists()
 
 
 @pytest.mark.parametrize("name, named", [("/no/such/dir", "/no/such/dir"), ("unknown-org/unknown-model", "smollm2")])
