@@ -1,4 +1,5 @@
 """Sampling sweeps over a causal LM: `python run.py [overrides]`, `python run.py -m a=1,2 b=x,y`."""
+import sys
 from pathlib import Path
 
 import hydra
@@ -6,7 +7,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from gpt2_sweep.checks import check_before_loading
-from gpt2_sweep.cli import usage_errors_as_one_line
+from gpt2_sweep.cli import check_command, usage_errors_as_one_line
 from gpt2_sweep.jobs import failure_recorded
 from gpt2_sweep.rundir import no_run_dir_left_when_refused
 
@@ -34,4 +35,5 @@ def main(cfg) -> None:
 
 if __name__ == "__main__":
     with usage_errors_as_one_line():
+        check_command(sys.argv[1:])
         main()

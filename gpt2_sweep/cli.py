@@ -46,6 +46,24 @@ def one_line(error: Exception) -> str:
     return " ".join(lines[:2]) or type(error).__name__
 
 
+def check_command(argv: list[str]) -> None:
+    """Refuse in one line what Hydra would end with a traceback: two commands at once (-m --cfg)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.multirun and args.cfg:
+        raise UsageError("--cfg cannot preview a multirun (-m): drop -m, and give each swept key one value "
+                         "(seed=0, not seed=0,1) to print that job's config with --cfg job; --cfg hydra "
+                         "shows the sweep's parameters (hydra.sweeper.params)")
+    given = [flag for flag, on in (("--run", args.run), ("-m/--multirun", args.multirun),
+                                   ("--cfg", args.cfg), ("--info", args.info is not None),
+                                   ("--shell-completion", args.shell_completion)) if on]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot go together: give one of them")
+    if args.resolve and not (args.cfg or args.help):
+        raise UsageError("--resolve goes with --cfg or --help only")
+
+
 @contextmanager
 def usage_errors_as_one_line():
     """Run a @hydra.main function so that bad input prints one line and exits with 2.

@@ -163,13 +163,15 @@ CLI_REFUSALS = {
     "an appended key in a multirun": (["-m", "+foo=1", "seed=0,1"], "error: unknown key foo"),
     "output_json in a multirun": (["-m", "seed=0,1", "output_json=out.json"],
                                   "error: output_json='out.json' is for single runs"),
+    "previewing a multirun": (["-m", "--cfg", "job", "+experiment=batch_study"],
+                              "error: --cfg cannot preview a multirun (-m): drop -m"),
 }
 
 
 @pytest.mark.parametrize("overrides, line", CLI_REFUSALS.values(), ids=CLI_REFUSALS.keys())
 def test_a_refused_command_line_is_one_line_exit_two_no_traceback_and_no_dir(tiny_model_dir, tmp_path,
                                                                               overrides, line):
-    flags = [o for o in overrides if o.startswith("-")]
+    flags = [o for o in overrides if o.startswith("-") or o == "job"]
     result = run_cli(*flags, f"model.name={tiny_model_dir}", "max_length=8", *(o for o in overrides if o not in flags),
                      f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
