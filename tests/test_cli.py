@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, compose_config, run_cli
 from gpt2_sweep.sampling import shared_uniforms
 
 PROMPT = 'Émoji 🦊 "quoted" 日本語'
@@ -155,6 +155,20 @@ def test_bad_input_is_one_line_exit_two_and_no_artifact(tiny_model_dir, tmp_path
     assert len(lines) == 1 and named in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "samples.json").exists()
+
+
+def test_help_says_what_the_tool_does_its_options_groups_and_examples():
+    result = run_cli("--help")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    page = result.stdout
+    assert page.startswith("gpt2_sweep: controlled sampling sweeps") and "powered by Hydra" not in page
+    for key in compose_config():  # every option, with its meaning
+        assert f"\n  {key}" in page, key
+    assert "samples in the sweep" in page and "tokens per sample, the prompt's included" in page
+    assert "model: distilgpt2, gpt2, gpt2-large, gpt2-medium, gpt2-xl, smollm2" in page  # the groups
+    assert "sampler: both, default, nucleus, temperature" in page
+    assert page.count("\n  python run.py ") >= 4 and "python run.py -m " in page  # usage and examples
+    assert "num_samples: 4" in page  # the composed config
 
 
 CLI_REFUSALS = {
