@@ -2,9 +2,12 @@
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from .artifact import check_writable
 from .cli import usage_errors_as_one_line
+from .devices import read_devices
 from .errors import UsageError
 from .keys import check_keys
+from .options import read_options
 
 
 def output_json_in_a_multirun(value) -> UsageError:
@@ -14,9 +17,15 @@ def output_json_in_a_multirun(value) -> UsageError:
 
 
 def check_before_loading(cfg, multirun: bool = False) -> None:
+    """Keys, values, device names and output_json's path: what run_sweep would refuse only after the
+    imports (it checks them again, for callers that come in without this)."""
     check_keys(cfg)
-    if multirun and cfg.get("output_json") is not None:
-        raise output_json_in_a_multirun(cfg.output_json)
+    options = read_options(cfg)
+    read_devices(cfg.devices)
+    if options.output_json is not None:
+        if multirun:
+            raise output_json_in_a_multirun(cfg.output_json)
+        check_writable(options.output_json, "output_json")
 
 
 def swept_output_json(config):

@@ -246,3 +246,21 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_artifact(sweep_run, t
     assert artifact(tmp_path)["texts"] == artifact(directory)["texts"]
     assert artifact(tmp_path)["metadata"]["devices"] == 2
     assert not list(tmp_path.glob(".ranks-*"))
+
+
+EARLY_REFUSALS = ["num_samples=0", "sampler.nucleus_range=[0.0,2.0]", "devices.precision=8-true",
+                  "devices.ids=[0,0]", "output_json=/proc/x/y.json", "+foo=1"]
+
+
+@pytest.mark.parametrize("bad", EARLY_REFUSALS)
+def test_bad_values_are_found_before_torch_transformers_and_lightning_are_imported(tmp_path, bad):
+    """They take seconds to import; what needs neither them nor the model is checked first."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['run.py', {bad!r}, 'hydra.run.dir={tmp_path}']\n"
+            "try:\n"
+            "    runpy.run_path('run.py', run_name='__main__')\n"
+            "except SystemExit as end:\n"
+            "    print(end.code, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'lightning'}))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "2 []", result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, result.stderr
