@@ -2,14 +2,17 @@
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
+from gpt2_sweep.interrupts import interrupts_as_one_line
 
-from gpt2_sweep.checks import check_before_loading
-from gpt2_sweep.cli import check_command, usage_errors_as_one_line
-from gpt2_sweep.jobs import failure_recorded
-from gpt2_sweep.rundir import no_run_dir_left_when_refused
+with interrupts_as_one_line():  # Ctrl-C while these import ends like Ctrl-C later on
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from gpt2_sweep.checks import check_before_loading
+    from gpt2_sweep.cli import check_command, usage_errors_as_one_line
+    from gpt2_sweep.jobs import failure_recorded
+    from gpt2_sweep.rundir import no_run_dir_left_when_refused
 
 
 def run_job(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> None:
@@ -34,6 +37,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    with usage_errors_as_one_line():
+    with interrupts_as_one_line(), usage_errors_as_one_line():
         check_command(sys.argv[1:])
         main()

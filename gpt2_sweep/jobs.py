@@ -1,14 +1,18 @@
-"""Multirun jobs that fail are recorded in their own dir and reported once the sweep is over."""
+"""A multirun's jobs: those that fail are recorded in their own dir and reported once the sweep is
+over, or when it is interrupted; which jobs of the sweep dir ran in this multirun."""
 import sys
 import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from .artifact import ARTIFACT_NAME, read_artifact, read_json, write_json_atomic
 from .errors import UsageError
+from .interrupts import forget, when_interrupted
 
 ERROR_NAME = "error.json"
 
@@ -77,7 +81,8 @@ def file_state(path: Path) -> tuple:
 
 
 class FailedJobsReport(Callback):
-    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1.
+    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1; when
+    the multirun is interrupted, those lines, and what the interrupted line says.
 
     error.json files already in the sweep dir when the multirun started (from an earlier run of it)
     count only if a job of this multirun wrote them again.
@@ -85,6 +90,8 @@ class FailedJobsReport(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.jobs = MultirunJobs(Path(config.hydra.sweep.dir), config.hydra.output_subdir)
+        self.when_interrupted = partial(self.interrupted, config)
+        when_interrupted(self.when_interrupted)
 
     def report(self, config) -> int:
         """Print the failed jobs' lines; return how many."""
@@ -96,6 +103,39 @@ class FailedJobsReport(Callback):
                   f"failed: {error.get('message')}", file=sys.stderr)
         return len(failed)
 
+    def interrupted(self, config) -> str | None:
+        self.report(config)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        finished = self.jobs.finished()
+        failed = [path.parent for path in self.jobs.failed()]
+        unfinished = [job for job in self.jobs.ran() if job not in finished and job not in failed]
+        said = [f"{listed(names(jobs, sweep_dir))} {what}" for jobs, what in
+                ((finished, "finished"), (failed, "failed"), (unfinished, "did not")) if jobs]
+        if not said:
+            return None
+        named = "${now:" not in str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("dir"))
+        again = "" if named else f" with hydra.sweep.dir={sweep_dir}"  # a new time stamp, a new dir
+        return f"{', '.join(said)}; run the same command again{again} to resume"
+
     def on_multirun_end(self, config, **kwargs) -> None:
+        forget(getattr(self, "when_interrupted", None))
         if self.report(config):
             sys.exit(1)
+
+
+def names(jobs: list[Path], sweep_dir: Path) -> list[str]:
+    return [job.relative_to(sweep_dir).as_posix() for job in jobs]
+
+
+def listed(jobs: list[str]) -> str:
+    """'job 0', 'jobs 0-3, 5': numbered jobs as ranges, any others by name."""
+    numbers = sorted(int(job) for job in jobs if job.isdigit())
+    ranges = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    parts = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in ranges]
+    parts += sorted(job for job in jobs if not job.isdigit())
+    return ("jobs " if len(jobs) > 1 else "job ") + ", ".join(parts)

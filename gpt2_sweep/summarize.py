@@ -10,12 +10,14 @@ import logging
 import math
 import sys
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
 from .artifact import ARTIFACT_NAME, read_artifact
-from .jobs import MultirunJobs
+from .interrupts import forget, when_interrupted
+from .jobs import MultirunJobs, listed
 
 log = logging.getLogger(__name__)
 METRICS = {
@@ -139,20 +141,6 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(figure)
 
 
-def listed(jobs: list[str]) -> str:
-    """'job 0', 'jobs 0-3, 5': numbered jobs as ranges, any others by name."""
-    numbers = sorted(int(job) for job in jobs if job.isdigit())
-    ranges = []
-    for number in numbers:
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    parts = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in ranges]
-    parts += sorted(job for job in jobs if not job.isdigit())
-    return ("jobs " if len(jobs) > 1 else "job ") + ", ".join(parts)
-
-
 def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
     """Write summary.csv, summary.md and plot_<metric>.png into directory; return their paths.
 
@@ -193,8 +181,11 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.jobs = MultirunJobs(Path(config.hydra.sweep.dir), config.hydra.output_subdir)
+        self.when_interrupted = partial(self.on_multirun_end, config)  # the jobs finished so far
+        when_interrupted(self.when_interrupted)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        forget(getattr(self, "when_interrupted", None))
         try:
             summarize(Path(config.hydra.sweep.dir), self.jobs.finished() if hasattr(self, "jobs") else None)
         except Exception as error:  # noqa: BLE001 - a failed summary must not hide the jobs' results
