@@ -28,23 +28,38 @@ def library_versions() -> dict:
 
 
 def check_writable(path: Path, option: str) -> None:
-    """Fail before any generation if `path` cannot be written; creates nothing that stays."""
+    """Fail before any generation if `path` cannot be written; creates nothing that stays.
+
+    Permission bits do not tell (root, read-only mounts, /proc): the missing parents are created
+    for real and a temporary file written among them, then all of it is removed again.
+    """
+    path = Path(path)
+    shown = f"{option}={str(path)!r} cannot be written"
     if path.is_dir():
         raise UsageError(f"{option}={str(path)!r} is a directory: give a file path")
+    missing = []
     ancestor = path.parent
-    while not ancestor.exists():
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UsageError(f"{option}={str(path)!r} cannot be written: {ancestor} is not a directory")
-    if ancestor == path.parent:
+        raise UsageError(f"{shown}: {ancestor} is not a directory")
+    created = []
+    try:
+        for directory in reversed(missing):
+            try:
+                directory.mkdir()
+            except OSError as error:
+                raise UsageError(f"{shown}: cannot create {directory} ({error.strerror})") from error
+            created.append(directory)
         try:
-            with tempfile.TemporaryFile(dir=ancestor):
+            with tempfile.TemporaryFile(dir=path.parent):
                 pass
-            return
         except OSError as error:
-            raise UsageError(f"{option}={str(path)!r} cannot be written: {error.strerror}") from error
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"{option}={str(path)!r} cannot be written: {ancestor} is not writable")
+            raise UsageError(f"{shown}: cannot write in {path.parent} ({error.strerror})") from error
+    finally:
+        for directory in reversed(created):
+            directory.rmdir()
 
 
 def write_json_atomic(path: Path, document: dict) -> None:

@@ -1,14 +1,16 @@
-"""The `devices` config group mapped onto Lightning's Trainer arguments, checked against this machine."""
-from collections.abc import Sequence
+"""The `devices` config group mapped onto Lightning's Trainer arguments, checked against this machine.
 
-import torch
+torch is imported only where this machine's devices or dtypes are asked about: bad names are reported
+before the seconds it takes to import.
+"""
+from collections.abc import Sequence
 
 from .errors import UsageError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 STRATEGIES = ("auto", "ddp_spawn")
 PRECISIONS = ("64-true", "32-true", "bf16-true", "16-true", "bf16-mixed", "16-mixed")
-LOAD_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16}
+LOAD_DTYPES = {"bf16-true": "bfloat16", "16-true": "float16"}
 
 
 def parse_ids(ids):
@@ -34,6 +36,8 @@ def parse_ids(ids):
 
 
 def available(accelerator: str) -> int:
+    import torch
+
     if accelerator in ("gpu", "cuda"):
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     if accelerator == "mps":
@@ -50,19 +54,29 @@ def resolve_accelerator(accelerator: str) -> str:
     return "cpu"
 
 
-def trainer_arguments(devices_cfg) -> dict:
-    """accelerator, devices, precision and strategy for lightning.Trainer."""
+def read_devices(devices_cfg) -> tuple:
+    """accelerator, precision, ids and strategy as the config names them, each checked (no torch)."""
     accelerator = devices_cfg.get("accelerator", "auto")
     if accelerator not in ACCELERATORS:
         raise UsageError(f"devices.accelerator={accelerator!r} is not allowed: one of {', '.join(ACCELERATORS)}")
     precision = str(devices_cfg.get("precision", "32-true"))
     if precision not in PRECISIONS:
         raise UsageError(f"devices.precision={precision!r} is not allowed: one of {', '.join(PRECISIONS)}")
+    ids = parse_ids(devices_cfg.get("ids", "auto"))
+    strategy = devices_cfg.get("strategy", "auto")
+    if strategy not in STRATEGIES:
+        raise UsageError(f"devices.strategy={strategy!r} is not allowed: one of {', '.join(STRATEGIES)} "
+                         "(ddp_spawn also works inside a multirun)")
+    return accelerator, precision, ids, strategy
+
+
+def trainer_arguments(devices_cfg) -> dict:
+    """accelerator, devices, precision and strategy for lightning.Trainer."""
+    accelerator, precision, ids, strategy = read_devices(devices_cfg)
     accelerator = resolve_accelerator(accelerator)
     if accelerator == "cpu" and precision == "16-mixed":  # Lightning would run bf16-mixed instead
         raise UsageError("devices.precision=16-mixed needs a GPU: on the CPU use bf16-mixed, bf16-true, "
                          "16-true, 32-true or 64-true")
-    ids = parse_ids(devices_cfg.get("ids", "auto"))
     count = available(accelerator)
     if count == 0:
         raise UsageError(f"devices.accelerator={accelerator}: this machine has no such device; "
@@ -76,21 +90,21 @@ def trainer_arguments(devices_cfg) -> dict:
         if max(wanted) >= count:
             raise UsageError(f"devices.ids={devices_cfg.get('ids')!r}: this machine has {count} "
                              f"{accelerator} device(s), indices 0 to {count - 1}")
-    strategy = devices_cfg.get("strategy", "auto")
-    if strategy not in STRATEGIES:
-        raise UsageError(f"devices.strategy={strategy!r} is not allowed: one of {', '.join(STRATEGIES)} "
-                         "(ddp_spawn also works inside a multirun)")
     if (len(ids) if isinstance(ids, list) else ids) > 1 and strategy == "auto":
         strategy = "ddp_spawn"
     return {"accelerator": accelerator, "devices": ids, "precision": precision, "strategy": strategy}
 
 
-def load_dtype(precision: str) -> torch.dtype:
+def load_dtype(precision: str):
     """The dtype to load weights in: the target dtype for bf16/16-true, else float32."""
-    return LOAD_DTYPES.get(precision, torch.float32)
+    import torch
+
+    return getattr(torch, LOAD_DTYPES.get(precision, "float32"))
 
 
-def run_dtype(precision: str) -> torch.dtype:
+def run_dtype(precision: str):
     """The dtype weights and KV cache take while sampling (float32 under mixed precision: an upper
     bound, since autocast keeps activations in 16 bits)."""
+    import torch
+
     return torch.float64 if precision == "64-true" else load_dtype(precision)

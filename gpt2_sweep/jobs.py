@@ -1,23 +1,26 @@
-"""Multirun jobs that fail are recorded in their own dir and reported once the sweep is over."""
-import logging
+"""A multirun's jobs: those that fail are recorded in their own dir and reported once the sweep is
+over, or when it is interrupted; which jobs of the sweep dir ran in this multirun."""
 import sys
 import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
-from .artifact import read_json, write_json_atomic
+from .artifact import ARTIFACT_NAME, read_artifact, read_json, write_json_atomic
 from .errors import UsageError
+from .interrupts import forget, when_interrupted
 
 ERROR_NAME = "error.json"
-log = logging.getLogger(__name__)
 
 
 @contextmanager
 def failure_recorded(job_dir: Path, overrides: list[str]):
-    """Run one multirun job: a failure writes error.json in its dir instead of ending the sweep."""
+    """Run one multirun job: a failure writes error.json in its dir instead of ending the sweep (the
+    report at the end of the multirun prints it: once, not also here)."""
     error_path = Path(job_dir) / ERROR_NAME
     try:
         yield
@@ -30,37 +33,109 @@ def failure_recorded(job_dir: Path, overrides: list[str]):
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "traceback": None if isinstance(error, UsageError) else traceback.format_exc(),
         })
-        log.error(f"job failed ({' '.join(overrides)}): {error}")
     else:
         error_path.unlink(missing_ok=True)
 
 
+class MultirunJobs:
+    """The job dirs of one multirun, told from those an earlier multirun left in the same sweep dir by
+    the files a job writes whenever it runs: Hydra's <output_subdir>/overrides.yaml at its start, and
+    error.json or samples.json. (Without an output_subdir, a job that only found an identical artifact
+    leaves no trace, so only the jobs that wrote something are known.)"""
+
+    def __init__(self, sweep_dir: Path, output_subdir: str | None):
+        self.sweep_dir = Path(sweep_dir)
+        self.start_marker = f"{output_subdir}/overrides.yaml" if output_subdir else None
+        self.before = self.states()
+
+    def states(self) -> dict[Path, tuple]:
+        patterns = [ERROR_NAME, ARTIFACT_NAME] + ([self.start_marker] if self.start_marker else [])
+        return {path: file_state(path) for pattern in patterns for path in self.sweep_dir.rglob(pattern)}
+
+    def written(self, pattern: str) -> list[Path]:
+        """The files matching pattern that jobs of this multirun wrote."""
+        return sorted(path for path, state in self.states().items()
+                      if path.match(pattern) and self.before.get(path) != state)
+
+    def ran(self) -> list[Path]:
+        if self.start_marker:
+            depth = len(Path(self.start_marker).parts)
+            return sorted({path.parents[depth - 1] for path in self.written(self.start_marker)})
+        return sorted({path.parent for name in (ARTIFACT_NAME, ERROR_NAME) for path in self.written(name)})
+
+    def failed(self) -> list[Path]:
+        """The error.json files that jobs of this multirun wrote."""
+        return self.written(ERROR_NAME)
+
+    def finished(self) -> list[Path]:
+        """The dirs of this multirun's jobs that hold a complete artifact, written or found identical."""
+        failed = {path.parent for path in self.failed()}
+        return [job for job in self.ran() if job not in failed and read_artifact(job / ARTIFACT_NAME)]
+
+
+def file_state(path: Path) -> tuple:
+    """What tells one writing of a file from another, even within one tick of a coarse file clock."""
+    stat = path.stat()
+    small = path.name != ARTIFACT_NAME  # artifacts can be megabytes: their inode and size tell
+    return stat.st_mtime_ns, stat.st_ino, stat.st_size, path.read_bytes() if small else None
+
+
 class FailedJobsReport(Callback):
-    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1.
+    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1; when
+    the multirun is interrupted, those lines, and what the interrupted line says.
 
     error.json files already in the sweep dir when the multirun started (from an earlier run of it)
     count only if a job of this multirun wrote them again.
     """
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self.earlier = error_files(Path(config.hydra.sweep.dir))
+        self.jobs = MultirunJobs(Path(config.hydra.sweep.dir), config.hydra.output_subdir)
+        self.when_interrupted = partial(self.interrupted, config)
+        when_interrupted(self.when_interrupted)
 
-    def on_multirun_end(self, config, **kwargs) -> None:
+    def report(self, config) -> int:
+        """Print the failed jobs' lines; return how many."""
         sweep_dir = Path(config.hydra.sweep.dir)
-        earlier = getattr(self, "earlier", {})
-        failed = [path for path, state in error_files(sweep_dir).items() if earlier.get(path) != state]
+        failed = self.jobs.failed() if hasattr(self, "jobs") else []
         for path in failed:
             error = read_json(path) or {"message": f"see {path}"}
             print(f"error: job {path.parent.relative_to(sweep_dir)} ({' '.join(error.get('overrides', []))}) "
                   f"failed: {error.get('message')}", file=sys.stderr)
-        if failed:
+        return len(failed)
+
+    def interrupted(self, config) -> str | None:
+        self.report(config)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        finished = self.jobs.finished()
+        failed = [path.parent for path in self.jobs.failed()]
+        unfinished = [job for job in self.jobs.ran() if job not in finished and job not in failed]
+        said = [f"{listed(names(jobs, sweep_dir))} {what}" for jobs, what in
+                ((finished, "finished"), (failed, "failed"), (unfinished, "did not")) if jobs]
+        if not said:
+            return None
+        named = "${now:" not in str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("dir"))
+        again = "" if named else f" with hydra.sweep.dir={sweep_dir}"  # a new time stamp, a new dir
+        return f"{', '.join(said)}; run the same command again{again} to resume"
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        forget(getattr(self, "when_interrupted", None))
+        if self.report(config):
             sys.exit(1)
 
 
-def error_files(sweep_dir: Path) -> dict[Path, tuple]:
-    """Every error.json under the sweep dir with what tells one writing of it from another."""
-    files = {}
-    for path in sorted(sweep_dir.rglob(ERROR_NAME)):
-        stat = path.stat()
-        files[path] = (stat.st_mtime_ns, stat.st_ino, path.read_bytes())
-    return files
+def names(jobs: list[Path], sweep_dir: Path) -> list[str]:
+    return [job.relative_to(sweep_dir).as_posix() for job in jobs]
+
+
+def listed(jobs: list[str]) -> str:
+    """'job 0', 'jobs 0-3, 5': numbered jobs as ranges, any others by name."""
+    numbers = sorted(int(job) for job in jobs if job.isdigit())
+    ranges = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    parts = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in ranges]
+    parts += sorted(job for job in jobs if not job.isdigit())
+    return ("jobs " if len(jobs) > 1 else "job ") + ", ".join(parts)

@@ -5,8 +5,9 @@ import numpy as np
 
 SCHEDULES = ("paired", "grid")
 BOTH_OFF_WARNING = (
-    "Neither the temperature nor the nucleus sweep is on: every sample would be the same "
-    "(all share one random stream), so num_samples is set to 1."
+    "Neither the temperature nor the nucleus sweep is on: the {num_samples} samples all use temperature 1.0 "
+    "and nucleus 1.0 and share one random stream, so they are identical; sampler=temperature, "
+    "sampler=nucleus or sampler=both sweeps them."
 )
 BOTH_ON_PAIRED_WARNING = (
     "Both sweeps are on: sample i pairs the i-th temperature with the i-th nucleus value "
@@ -37,8 +38,9 @@ def sweep_settings(temperature: bool, nucleus: bool, temperature_range, nucleus_
     """The settings of every sample, in order, and the warnings the choice deserves."""
     temperatures = axis(temperature, temperature_range, num_samples)
     nuclei = axis(nucleus, nucleus_range, num_samples)
-    if not (temperature or nucleus):
-        return [Setting(1.0, 1.0)], [BOTH_OFF_WARNING] if num_samples > 1 else []
+    if not (temperature or nucleus):  # what the original script did, whatever the schedule
+        notes = [BOTH_OFF_WARNING.format(num_samples=num_samples)] if num_samples > 1 else []
+        return [Setting(1.0, 1.0)] * num_samples, notes
     if temperature and nucleus and schedule == "paired":
         return [Setting(t, p) for t, p in zip(temperatures, nuclei)], [BOTH_ON_PAIRED_WARNING]
     return [Setting(t, p) for t in temperatures for p in nuclei], []

@@ -5,18 +5,22 @@ runs, one heatmap per metric.
 
 Reads every samples.json under DIR (JSON only), older artifacts without metrics included.
 """
+import argparse
 import csv
 import logging
 import math
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from hydra.experimental.callback import Callback
 
 from .artifact import ARTIFACT_NAME, read_artifact
+from .interrupts import forget, when_interrupted
+from .jobs import MultirunJobs, listed
 
 log = logging.getLogger(__name__)
 METRICS = {
@@ -320,10 +324,24 @@ def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(figure)
 
 
-def summarize(directory: Path) -> list[Path]:
-    """Write summary.csv, summary.md and plot_<metric>.png into directory; return their paths."""
+def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
+    """Write summary.csv, summary.md, plot_<metric>.png (and heatmap_<metric>.png for grid runs) into
+    directory; return their paths.
+
+    jobs: the job dirs to cover (a multirun's own); by default every artifact under directory.
+    """
     directory = Path(directory)
     rows = collect_rows(directory)
+    left_out = []
+    if jobs is not None:
+        covered = {Path(job).relative_to(directory).as_posix() for job in jobs}
+        left_out = sorted({row["job"] for row in rows} - covered)
+        rows = [row for row in rows if row["job"] in covered]
+        if not rows:
+            earlier = directory / "summary.csv"
+            print("No summary written: no job of this multirun finished"
+                  + (f" ({earlier} is from an earlier run)" if earlier.exists() else ""))
+            return []
     if not rows:
         log.warning(f"No {ARTIFACT_NAME} under {directory}: no summary written")
         return []
@@ -336,27 +354,47 @@ def summarize(directory: Path) -> list[Path]:
         if has_grid(rows):
             written.append(directory / f"heatmap_{metric}.png")
             plot_heatmap(rows, metric, written[-1])
-    print(f"Summary of {len(rows)} samples written to {directory} (summary.csv, summary.md, "
-          f"{len(METRICS)} plots)")
+    sources = sorted({row["job"] for row in rows})
+    print(f"Summary of {len(rows)} samples{'' if sources == ['.'] else ' from ' + listed(sources)} written to "
+          f"{directory} (summary.csv, summary.md, {len(written) - 2} plots)"
+          + (f"; {len(left_out)} {ARTIFACT_NAME} in the dir that this multirun did not write left out "
+             f"({listed(left_out)})" if left_out else ""))
     return written
 
 
 class SweepSummary(Callback):
-    """At the end of every multirun, the summary of all its jobs in the sweep dir."""
+    """At the end of every multirun, the summary of the jobs that finished in it, in the sweep dir
+    (artifacts of earlier multiruns into the same dir left out)."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self.jobs = MultirunJobs(Path(config.hydra.sweep.dir), config.hydra.output_subdir)
+        self.when_interrupted = partial(self.on_multirun_end, config)  # the jobs finished so far
+        when_interrupted(self.when_interrupted)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        forget(getattr(self, "when_interrupted", None))
         try:
-            summarize(Path(config.hydra.sweep.dir))
+            summarize(Path(config.hydra.sweep.dir), self.jobs.finished() if hasattr(self, "jobs") else None)
         except Exception as error:  # noqa: BLE001 - a failed summary must not hide the jobs' results
             print(f"error: the sweep summary failed: {error!r}; rerun python -m gpt2_sweep.summarize "
                   f"{config.hydra.sweep.dir}", file=sys.stderr)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help explains)\n")
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not Path(argv[0]).is_dir():
-        print("usage: python -m gpt2_sweep.summarize DIR (a run or sweep dir)", file=sys.stderr)
+    parser = OneLineErrors(prog="python -m gpt2_sweep.summarize",
+                           description="Write summary.csv, summary.md and one plot per metric into DIR, "
+                                       "from every samples.json under it (older artifacts included).")
+    parser.add_argument("directory", metavar="DIR", type=Path, help="a run or sweep dir")
+    directory = parser.parse_args(argv).directory
+    if not directory.is_dir():
+        print(f"error: no such directory: {directory}", file=sys.stderr)
         return 2
-    return 0 if summarize(Path(argv[0])) else 1
+    return 0 if summarize(directory) else 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import logging
 import platform
 import shutil
+import signal
 import tempfile
 import warnings
 from datetime import datetime, timezone
@@ -197,11 +198,24 @@ def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_i
         trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
                             enable_model_summary=False, default_root_dir=str(output_dir),
                             callbacks=[RankResultWriter(Path(rank_dir))])
-        trainer.predict(module, sample_loader(len(settings), batch_size), return_predictions=False)
+        predict(trainer, module, sample_loader(len(settings), batch_size))
         drawn, drawn_with = read_rank_results(Path(rank_dir))
     if sorted(drawn) != list(range(len(settings))):
         raise RuntimeError(f"expected samples 0 to {len(settings) - 1}, got {sorted(drawn)}")
     return drawn, drawn_with
+
+
+def predict(trainer, module, loader) -> None:
+    """trainer.predict, with Ctrl-C raised as KeyboardInterrupt: Lightning catches it, ignores SIGINT
+    from then on and exits with code 1, which would end a multirun without its summary."""
+    sigint_handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.predict(module, loader, return_predictions=False)
+    except SystemExit:
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, sigint_handler)
+            raise KeyboardInterrupt from None
+        raise
 
 
 def default_batch_size(model, num_samples: int, max_length: int, trainer_args: dict) -> int:

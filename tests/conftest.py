@@ -2,12 +2,14 @@ import os
 
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # before torch is first imported, as the package does
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hypothesis import settings
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -73,3 +75,13 @@ def run_cli(*overrides, cwd=None, env=None, timeout=300) -> subprocess.Completed
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, overrides)],
                           cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def compose_config(*overrides, hydra: bool = False):
+    """The config `python run.py OVERRIDES` runs, composed in-process (with the hydra node if asked)."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def artifact(directory) -> dict:
+    return json.loads((Path(directory) / "samples.json").read_text(encoding="utf-8"))

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, compose_config, run_cli
 from gpt2_sweep.sampling import shared_uniforms
 
 PROMPT = 'Émoji 🦊 "quoted" 日本語'
@@ -110,8 +110,8 @@ def test_multirun_writes_one_artifact_per_job(tiny_model_dir, tmp_path):
         document = artifact(job)
         sampler = document["metadata"]["config"]["sampler"]
         counts[(sampler["temperature"], sampler["schedule"])] = len(document["texts"])
-    assert counts == {(True, "paired"): 2, (True, "grid"): 2, (False, "paired"): 1, (False, "grid"): 1}
-    assert "num_samples is set to 1" in result.stdout + result.stderr
+    assert counts == {(True, "paired"): 2, (True, "grid"): 2, (False, "paired"): 2, (False, "grid"): 2}
+    assert "the 2 samples all use temperature 1.0 and nucleus 1.0" in result.stdout + result.stderr
 
 
 def test_runs_started_together_get_their_own_dirs(tiny_model_dir, tmp_path):
@@ -157,6 +157,57 @@ def test_bad_input_is_one_line_exit_two_and_no_artifact(tiny_model_dir, tmp_path
     assert not (tmp_path / "samples.json").exists()
 
 
+def test_help_says_what_the_tool_does_its_options_groups_and_examples():
+    result = run_cli("--help")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    page = result.stdout
+    assert page.startswith("gpt2_sweep: controlled sampling sweeps") and "powered by Hydra" not in page
+    for key in compose_config():  # every option, with its meaning
+        assert f"\n  {key}" in page, key
+    assert "samples in the sweep" in page and "tokens per sample, the prompt's included" in page
+    assert "model: distilgpt2, gpt2, gpt2-large, gpt2-medium, gpt2-xl, smollm2" in page  # the groups
+    assert "sampler: both, default, nucleus, temperature" in page
+    assert page.count("\n  python run.py ") >= 4 and "python run.py -m " in page  # usage and examples
+    assert "num_samples: 4" in page  # the composed config
+
+
+CLI_REFUSALS = {
+    "a typo": (["num_sample=4"], "error: unknown key num_sample: did you mean num_samples?"),
+    "an appended key": (["+foo=1"], "error: unknown key foo: the run does not read it"),
+    "an appended key in a multirun": (["-m", "+foo=1", "seed=0,1"], "error: unknown key foo"),
+    "output_json in a multirun": (["-m", "seed=0,1", "output_json=out.json"],
+                                  "error: output_json='out.json' is for single runs"),
+    "previewing a multirun": (["-m", "--cfg", "job", "+experiment=batch_study"],
+                              "error: --cfg cannot preview a multirun (-m): drop -m"),
+}
+
+
+@pytest.mark.parametrize("overrides, line", CLI_REFUSALS.values(), ids=CLI_REFUSALS.keys())
+def test_a_refused_command_line_is_one_line_exit_two_no_traceback_and_no_dir(tiny_model_dir, tmp_path,
+                                                                              overrides, line):
+    flags = [o for o in overrides if o.startswith("-") or o == "job"]
+    result = run_cli(*flags, f"model.name={tiny_model_dir}", "max_length=8", *(o for o in overrides if o not in flags),
+                     f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith(line) and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "out.json").exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_run_leaves_no_run_dir_and_never_touches_an_earlier_one(tiny_model_dir, tmp_path):
+    for refusal in ("num_samples=0", "max_length=65"):  # found before the imports, after the model loads
+        refused = run_cli(f"model.name={tiny_model_dir}", refusal, cwd=tmp_path)
+        assert refused.returncode == 2 and refusal in refused.stderr, refused.stderr
+        assert list(tmp_path.rglob("*")) == []
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "samples.json").write_text("{}")
+    refused = run_cli(f"model.name={tiny_model_dir}", "num_samples=0", f"hydra.run.dir={earlier}", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert (earlier / "samples.json").read_text() == "{}" and (earlier / "run.log").exists()
+
+
 @pytest.mark.parametrize("name, named", [("/no/such/dir", "/no/such/dir"), ("unknown-org/unknown-model", "smollm2")])
 def test_unknown_model_is_one_line(tmp_path, name, named):
     result = run_cli(f"model.name={name}", f"hydra.run.dir={tmp_path}")
@@ -195,3 +246,21 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_artifact(sweep_run, t
     assert artifact(tmp_path)["texts"] == artifact(directory)["texts"]
     assert artifact(tmp_path)["metadata"]["devices"] == 2
     assert not list(tmp_path.glob(".ranks-*"))
+
+
+EARLY_REFUSALS = ["num_samples=0", "sampler.nucleus_range=[0.0,2.0]", "devices.precision=8-true",
+                  "devices.ids=[0,0]", "output_json=/proc/x/y.json", "+foo=1"]
+
+
+@pytest.mark.parametrize("bad", EARLY_REFUSALS)
+def test_bad_values_are_found_before_torch_transformers_and_lightning_are_imported(tmp_path, bad):
+    """They take seconds to import; what needs neither them nor the model is checked first."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['run.py', {bad!r}, 'hydra.run.dir={tmp_path}']\n"
+            "try:\n"
+            "    runpy.run_path('run.py', run_name='__main__')\n"
+            "except SystemExit as end:\n"
+            "    print(end.code, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'lightning'}))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "2 []", result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, result.stderr

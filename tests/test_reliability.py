@@ -1,4 +1,5 @@
 """Kill-safe artifacts, resumable sweeps, isolated job failures, out-of-memory back-off, odd input."""
+import csv
 import json
 import signal
 import subprocess
@@ -21,6 +22,11 @@ from gpt2_sweep.sweep import run_sweep
 
 def artifact(directory):
     return json.loads((directory / "samples.json").read_text(encoding="utf-8"))
+
+
+def read_summary_rows(directory):
+    with open(directory / "summary.csv", newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
 
 
 def test_a_run_killed_mid_generation_leaves_no_artifact_and_reruns_cleanly(tiny_model_dir, tmp_path):
@@ -54,9 +60,25 @@ def test_rerunning_a_multirun_skips_finished_jobs_and_overwrite_regenerates(tiny
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("Skipped:") == 2
     assert {path: path.stat().st_mtime_ns for path in artifacts} == written
+    assert f"Summary of 4 samples from jobs 0, 1 written to {tmp_path}" in again.stdout  # skipped jobs count
     regenerated = run_cli(*overrides, "overwrite=true")
     assert regenerated.returncode == 0 and "Skipped:" not in regenerated.stdout
     assert all(path.stat().st_mtime_ns > written[path] for path in artifacts)
+
+    # Fewer jobs in the same dir: the summary covers this multirun's, not the artifacts of earlier ones.
+    fewer = run_cli(*overrides[:2], "sampler.temperature=true", *overrides[3:])
+    assert fewer.returncode == 0 and fewer.stdout.count("Skipped:") == 1, fewer.stderr
+    assert f"Summary of 2 samples from job 0 written to {tmp_path}" in fewer.stdout
+    assert "1 samples.json in the dir that this multirun did not write left out (job 1)" in fewer.stdout
+    assert len(read_summary_rows(tmp_path)) == 2
+
+    # Every job fails (another config in its dir): no summary of older artifacts, each failure said once.
+    changed = run_cli(*overrides, "num_samples=3")
+    assert changed.returncode == 1
+    assert "Summary of" not in changed.stdout and "no job of this multirun finished" in changed.stdout
+    output = changed.stdout + changed.stderr
+    assert output.count("holds the samples of another config") == 2, output
+    assert [line.startswith("error: job ") for line in changed.stderr.splitlines()] == [True, True]
 
 
 def test_a_different_config_in_a_finished_dir_is_an_error_unless_overwrite(tiny_model_dir, tmp_path):
@@ -202,7 +224,7 @@ def test_many_samples_in_small_batches(tiny_model_dir, tmp_path):
     (["sampler=temperature", "num_samples=3", "num_samples=2"], 2),  # the last value wins, as in Hydra
     (["sampler=both", "sampler.temperature=false"], 4),     # a preset, then one switch off
     (["devices=cpu", "devices.accelerator=gpu"], "devices.accelerator=gpu"),
-    (["sampler.schedule=grid", "sampler=default"], 1),      # grid with both sweeps off: one sample
+    (["sampler.schedule=grid", "sampler=default"], 4),      # grid with both sweeps off: num_samples
 ])
 def test_contradictory_overrides_work_or_fail_clearly(tiny_model_dir, tmp_path, overrides, outcome):
     result = run_cli(f"model.name={tiny_model_dir}", "max_length=6", *overrides, f"hydra.run.dir={tmp_path}")

@@ -23,9 +23,13 @@ def test_both_on_pairs_index_by_index_with_a_warning():
     assert notes == [BOTH_ON_PAIRED_WARNING]
 
 
-def test_both_off_gives_one_sample_with_a_warning():
+def test_both_off_gives_num_samples_identical_settings_with_a_warning():
+    """As the original script: num_samples samples at temperature 1.0 and nucleus 1.0."""
     result, notes = settings(False, False, 5)
-    assert result == [Setting(1.0, 1.0)] and notes == [BOTH_OFF_WARNING]
+    assert result == [Setting(1.0, 1.0)] * 5
+    assert notes == [BOTH_OFF_WARNING.format(num_samples=5)]
+    assert "identical" in notes[0] and "sampler=temperature" in notes[0]
+    assert settings(False, False, 5, "grid") == (result, notes)
     assert settings(False, False, 1) == ([Setting(1.0, 1.0)], [])
 
 

@@ -49,16 +49,25 @@ def test_summarize_rebuilds_any_dir_and_reads_older_artifacts(tmp_path):
                      {"nucleus": 0.0, "temperature": 1.2, "text": "b"}]}
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "samples.json").write_text(json.dumps(old))
-    result = subprocess.run([sys.executable, "-m", "gpt2_sweep.summarize", str(tmp_path)], cwd=REPO,
-                            capture_output=True, text=True)
+    result = summarize_cli(tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_csv(tmp_path / "summary.csv")
     assert [row["temperature"] for row in rows] == ["0.0", "1.2"]
     assert all(row[metric] == "" for row in rows for metric in METRICS)
     assert (tmp_path / "plot_distinct_2.png").exists()
-    missing = subprocess.run([sys.executable, "-m", "gpt2_sweep.summarize", str(tmp_path / "nope")],
-                             cwd=REPO, capture_output=True, text=True)
-    assert missing.returncode == 2 and "usage" in missing.stderr
+
+
+def summarize_cli(*arguments):
+    return subprocess.run([sys.executable, "-m", "gpt2_sweep.summarize", *map(str, arguments)], cwd=REPO,
+                          capture_output=True, text=True)
+
+
+def test_summarize_help_exits_zero_and_a_missing_dir_is_one_line(tmp_path):
+    helped = summarize_cli("--help")
+    assert helped.returncode == 0 and "DIR" in helped.stdout and helped.stderr == ""
+    missing = summarize_cli(tmp_path / "nope")
+    assert missing.returncode == 2, missing.stderr
+    assert missing.stderr.strip().splitlines() == [f"error: no such directory: {tmp_path / 'nope'}"]
 
 
 def test_the_batch_study_preset_sweeps_models_prompts_and_both_sweeps():

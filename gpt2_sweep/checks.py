@@ -1,0 +1,48 @@
+"""Checks that need neither torch nor the model: bad input is reported before the seconds of imports."""
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from .artifact import check_writable
+from .cli import usage_errors_as_one_line
+from .devices import read_devices
+from .errors import UsageError
+from .keys import check_keys
+from .options import read_options
+
+
+def output_json_in_a_multirun(value) -> UsageError:
+    return UsageError(f"output_json={value!r} is for single runs: in a multirun every job writes its own "
+                      "samples.json into its job dir under hydra.sweep.dir (and the sweep summary gathers "
+                      "them); drop output_json, or drop -m")
+
+
+def check_before_loading(cfg, multirun: bool = False) -> None:
+    """Keys, values, device names and output_json's path: what run_sweep would refuse only after the
+    imports (it checks them again, for callers that come in without this)."""
+    check_keys(cfg)
+    options = read_options(cfg)
+    read_devices(cfg.devices)
+    if options.output_json is not None:
+        if multirun:
+            raise output_json_in_a_multirun(cfg.output_json)
+        check_writable(options.output_json, "output_json")
+
+
+def swept_output_json(config):
+    """output_json as the command line or the sweeper's params set it for the jobs, or None."""
+    for override in config.hydra.overrides.task:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "output_json" and value != "null":
+            return value
+    return OmegaConf.select(config, "hydra.sweeper.params.output_json")
+
+
+class MultirunChecks(Callback):
+    """Before a multirun's first job: bad input that all its jobs would share is refused once."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        with usage_errors_as_one_line():  # Hydra would turn an exception raised here into a warning
+            check_keys(config)
+            output_json = config.get("output_json") or swept_output_json(config)
+            if output_json is not None:  # each job would replace the file the last one wrote
+                raise output_json_in_a_multirun(output_json)

@@ -1,0 +1,95 @@
+"""Bad input, in-process: the UsageError names the value and what is allowed, and nothing is written."""
+import pytest
+from hydra.errors import HydraException
+
+import gpt2_sweep.sweep
+from conftest import compose_config
+from gpt2_sweep.artifact import check_writable
+from gpt2_sweep.checks import check_before_loading
+from gpt2_sweep.cli import one_line
+from gpt2_sweep.errors import UsageError
+from gpt2_sweep.keys import check_keys
+from gpt2_sweep.sweep import run_sweep
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Bad input must be found before the model loads."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was found")
+    monkeypatch.setattr(gpt2_sweep.sweep, "load_model", refuse)
+
+
+@pytest.mark.parametrize("output_json, named", [
+    ("/proc/x/y.json", "/proc/x"),                     # a parent that cannot be created
+    ("/proc/self/no/such/y.json", "/proc/self/no"),
+    ("/sys/x/y.json", "/sys/x"),
+    ("/etc/hostname/results.json", "/etc/hostname is not a directory"),  # a file in the way
+    ("/etc/hostname/a/b.json", "/etc/hostname is not a directory"),
+])
+def test_an_output_json_that_cannot_be_written_is_refused_before_the_model_loads(
+        tiny_model_dir, tmp_path, no_model_loading, output_json, named):
+    cfg = compose_config(f"model.name={tiny_model_dir}", "max_length=8", f"output_json={output_json}")
+    with pytest.raises(UsageError, match="output_json=") as refused:
+        run_sweep(cfg, tmp_path)
+    assert named in str(refused.value) and "cannot be written" in str(refused.value)
+    assert not (tmp_path / "samples.json").exists()
+
+
+def test_checking_a_writable_path_leaves_no_trace(tmp_path):
+    check_writable(tmp_path / "a" / "b" / "c.json", "output_json")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    check_writable(tmp_path / "a" / "b" / "c.json", "output_json")
+    assert [p.name for p in tmp_path.rglob("*")] == ["a"]
+    with pytest.raises(UsageError, match="is a directory"):
+        check_writable(tmp_path / "a", "output_json")
+
+
+def composition_error(*overrides) -> str:
+    """The one line a command line with these overrides ends with, when Hydra refuses it."""
+    with pytest.raises(HydraException) as refused:
+        compose_config(*overrides)
+    return one_line(refused.value)
+
+
+def test_an_unquoted_comma_shows_how_to_quote_it():
+    line = composition_error("prompt=Once upon a time, in a village")
+    assert "prompt=Once upon a time, in a village" in line
+    assert """prompt="'Once upon a time, in a village'\"""" in line and "-m" in line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["num_sample=4"], "unknown key num_sample: did you mean num_samples?"),
+    (["model.nme=gpt2"], "unknown key model.nme: did you mean model.name?"),
+])
+def test_a_mistyped_key_suggests_the_key_not_appending_it(overrides, message):
+    line = composition_error(*overrides)
+    assert line.startswith(message) and "+" not in line
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+num_sample=4"], "unknown key num_sample: did you mean num_samples?"),
+    (["+foo=1"], "unknown key foo: the run does not read it"),
+    (["+sampler.tmperature=true"], "unknown key sampler.tmperature: did you mean sampler.temperature?"),
+    (["+devices.x.y=1"], "unknown key devices.x: the run does not read it"),
+    (["+foo=1", "+bar=2"], "unknown keys bar (the run does not read it), foo (the run does not read it)"),
+])
+def test_an_appended_key_the_run_does_not_read_is_refused(overrides, message):
+    with pytest.raises(UsageError) as refused:
+        check_keys(compose_config(*overrides))
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("overrides", [[], ["+experiment=batch_study"], ["model=smollm2", "sampler=both"],
+                                       ["++num_samples=3"], ["hydra.job.name=other"]])
+def test_groups_experiments_and_hydra_keys_are_not_unknown(overrides):
+    check_keys(compose_config(*overrides, hydra=True))
+
+
+def test_output_json_is_refused_in_each_job_of_a_multirun_too():
+    cfg = compose_config("output_json=out.json")
+    check_before_loading(cfg, multirun=False)
+    with pytest.raises(UsageError, match="output_json='out.json' is for single runs"):
+        check_before_loading(cfg, multirun=True)

@@ -1,0 +1,86 @@
+"""Ctrl-C: one line `interrupted: ...` on stderr, exit code 130, no traceback, nothing half-written, and
+in a multirun the summary of the jobs that finished. Real processes sent a real SIGINT, and the
+Lightning path in-process."""
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import gpt2_sweep.module
+from conftest import REPO, artifact, compose_config
+from gpt2_sweep.sweep import run_sweep
+
+RESUME = "run the same command again to resume"
+
+
+def start(*overrides):
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, overrides)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt_when(process, ready, timeout=180):
+    """SIGINT as soon as ready() holds; the process's (exit code, stdout, stderr)."""
+    deadline = time.time() + timeout
+    while not ready() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, stdout, stderr
+
+
+def assert_one_interrupted_line(code, stdout, stderr, line):
+    assert code == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr and "KeyboardInterrupt" not in stdout + stderr, stderr
+    assert [l for l in stderr.splitlines() if l.strip()] == [f"interrupted: {line}"], stderr
+
+
+LONG_RUN = ["sampler=temperature", "num_samples=400", "batch_size=1", "max_length=64"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_dir(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={run_dir}")
+    # Hydra has made the run dir: the run now imports torch, transformers and Lightning (seconds).
+    result = interrupt_when(process, lambda: (run_dir / ".hydra" / "config.yaml").exists())
+    assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_generation_is_one_line_and_leaves_no_half_written_file(tiny_model_dir, tmp_path):
+    process = start(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={tmp_path}")
+    result = interrupt_when(process, lambda: list(tmp_path.glob(".ranks-*")) and time.sleep(1) is None)
+    assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
+    assert not tmp_path.exists() or not [p for p in tmp_path.iterdir() if p.name != ".hydra" and p.name != "run.log"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_multirun_writes_the_summary_of_the_jobs_that_finished(tiny_model_dir, tmp_path):
+    process = start("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
+                    "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
+    code, stdout, stderr = interrupt_when(
+        process, lambda: list(tmp_path.glob("1/.ranks-*")) and time.sleep(1) is None)
+    assert_one_interrupted_line(code, stdout, stderr, f"job 0 finished, job 1 did not; {RESUME}")
+    assert f"Summary of 2 samples from job 0 written to {tmp_path}" in stdout
+    assert len(artifact(tmp_path / "0")["texts"]) == 2
+    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [".hydra", "run.log"]  # no error.json either
+
+
+def test_lightning_catching_ctrl_c_is_an_interrupt_not_an_exit(tiny_model_dir, tmp_path, monkeypatch):
+    """Lightning catches KeyboardInterrupt inside Trainer.predict and exits with code 1."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    handler = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(gpt2_sweep.module, "generate", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(compose_config(f"model.name={tiny_model_dir}", "max_length=8"), tmp_path)
+        assert signal.getsignal(signal.SIGINT) is handler  # Lightning ignores Ctrl-C from then on
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert list(tmp_path.iterdir()) == []
