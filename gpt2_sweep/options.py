@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
-from .schedules import SCHEDULES
+from .schedules import AXES, NEUTRAL, SCHEDULES
 
 
 def is_int(value) -> bool:
@@ -22,13 +22,14 @@ def boolean(value, key: str) -> bool:
     return value
 
 
-def value_range(value, key: str, upper: float) -> tuple[float, float]:
+def value_range(value, key: str, upper: float, integer: bool = False) -> tuple:
     allowed = "[0, inf)" if upper == math.inf else f"[0, {upper:g}]"
+    kind = "integers" if integer else "numbers"
     if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2
-            or not all(is_number(v) and 0 <= v <= upper for v in value)):
+            or not all((is_int(v) if integer else is_number(v)) and 0 <= v <= upper for v in value)):
         shown = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
-        raise UsageError(f"{key}={shown!r} is not allowed: two numbers [start, end], each in {allowed}")
-    return float(value[0]), float(value[1])
+        raise UsageError(f"{key}={shown!r} is not allowed: two {kind} [start, end], each in {allowed}")
+    return (int(value[0]), int(value[1])) if integer else (float(value[0]), float(value[1]))
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,50 @@ class RunOptions:
     stop_at_eos: bool
     overwrite: bool
     output_json: Path | None
-    temperature: bool
-    nucleus: bool
-    temperature_range: tuple[float, float]
-    nucleus_range: tuple[float, float]
+    sweeps: dict        # per axis of schedules.AXES: swept or not
+    ranges: dict        # per axis: its schedule's end points
+    values: dict        # per axis: every sample's value when it is not swept
     schedule: str
     compile: str | bool
     batch_invariant: bool
     print_samples: int
+
+
+    @property
+    def temperature(self) -> bool:
+        return self.sweeps["temperature"]
+
+    @property
+    def nucleus(self) -> bool:
+        return self.sweeps["nucleus"]
+
+
+# Per axis: the largest value allowed, and whether values are integers.
+AXIS_BOUNDS = {"temperature": (math.inf, False), "nucleus": (1.0, False), "top_k": (math.inf, True),
+               "min_p": (1.0, False)}
+
+
+def fixed_value(value, key: str, upper: float, integer: bool):
+    if integer:
+        if not is_int(value) or value < 0:
+            raise UsageError(f"{key}={value!r} is not allowed: an integer >= 0 (0 keeps every token)")
+        return value
+    if not is_number(value) or not 0 <= value <= upper:
+        allowed = "[0, inf)" if upper == math.inf else f"[0, {upper:g}]"
+        raise UsageError(f"{key}={value!r} is not allowed: a number in {allowed}")
+    return float(value)
+
+
+def sampler_axes(sampler) -> tuple[dict, dict, dict]:
+    """sweeps, ranges and values of every axis, each checked."""
+    sweeps, ranges, values = {}, {}, {}
+    for name in AXES:
+        upper, integer = AXIS_BOUNDS[name]
+        sweeps[name] = boolean(sampler.get(name, False), f"sampler.{name}")
+        ranges[name] = value_range(sampler.get(f"{name}_range"), f"sampler.{name}_range", upper, integer)
+        values[name] = fixed_value(sampler.get(f"{name}_value", getattr(NEUTRAL, name)), f"sampler.{name}_value",
+                                   upper, integer)
+    return sweeps, ranges, values
 
 
 def read_options(cfg) -> RunOptions:
@@ -82,6 +119,7 @@ def read_options(cfg) -> RunOptions:
     schedule = sampler.get("schedule", "paired")
     if schedule not in SCHEDULES:
         raise UsageError(f"sampler.schedule={schedule!r} is not allowed: one of {', '.join(SCHEDULES)}")
+    sweeps, ranges, values = sampler_axes(sampler)
     return RunOptions(
         num_samples=num_samples,
         max_length=max_length,
@@ -91,10 +129,9 @@ def read_options(cfg) -> RunOptions:
         stop_at_eos=boolean(cfg.get("stop_at_eos", False), "stop_at_eos"),
         overwrite=boolean(cfg.get("overwrite", False), "overwrite"),
         output_json=Path(output_json).expanduser() if output_json else None,
-        temperature=boolean(sampler.get("temperature"), "sampler.temperature"),
-        nucleus=boolean(sampler.get("nucleus"), "sampler.nucleus"),
-        temperature_range=value_range(sampler.get("temperature_range"), "sampler.temperature_range", math.inf),
-        nucleus_range=value_range(sampler.get("nucleus_range"), "sampler.nucleus_range", 1.0),
+        sweeps=sweeps,
+        ranges=ranges,
+        values=values,
         schedule=schedule,
         compile=compile_setting,
         batch_invariant=boolean(cfg.get("runtime", {}).get("batch_invariant", False), "runtime.batch_invariant"),

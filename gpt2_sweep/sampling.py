@@ -87,12 +87,13 @@ class RowSettings:
 
     @classmethod
     def of(cls, settings) -> "RowSettings":
-        """From a sequence of per-sample settings objects (schedules.Setting)."""
-        def column(name, dtype):
-            values = [getattr(setting, name, None) for setting in settings]
-            return None if all(v is None for v in values) else torch.tensor(values, dtype=dtype)
+        """From a sequence of per-sample settings objects (schedules.Setting); a filter that every
+        row leaves neutral is left out (None), so that the compiled step does no work for it."""
+        def column(name, dtype, neutral=None):
+            values = [getattr(setting, name, neutral) for setting in settings]
+            return None if all(v == neutral for v in values) else torch.tensor(values, dtype=dtype)
         return cls(column("temperature", torch.float32), column("nucleus", torch.float32),
-                   column("top_k", torch.long), column("min_p", torch.float32))
+                   column("top_k", torch.long, 0), column("min_p", torch.float32, 0.0))
 
     def present(self):
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}

@@ -36,6 +36,7 @@ METRICS = {
 LOG_SCALE = {"perplexity", "mean_nucleus_size"}
 MAX_WRITTEN_CELLS = 144  # a heatmap's cells carry their values up to 12 x 12
 SETTING = ("model", "prompt", "temperature", "nucleus")
+EXTRA_AXES = ("top_k", "min_p")  # columns of their own where some sample has them
 
 
 def collect_rows(directory: Path) -> list[dict]:
@@ -58,6 +59,7 @@ def collect_rows(directory: Path) -> list[dict]:
                 "sample": index,
                 "temperature": sample.get("temperature"),
                 "nucleus": sample.get("nucleus"),
+                **{axis: sample.get(axis) for axis in EXTRA_AXES},
                 "temperature_sweep": metadata.get("temperatures"),
                 "nucleus_sweep": metadata.get("nucleus"),
                 "schedule": metadata.get("schedule", "paired"),
@@ -74,11 +76,16 @@ def mean(values) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def setting_columns(rows: list[dict]) -> tuple[str, ...]:
+    return SETTING + tuple(axis for axis in EXTRA_AXES if any(row.get(axis) is not None for row in rows))
+
+
 def averaged_per_setting(rows: list[dict]) -> list[dict]:
+    columns = setting_columns(rows)
     groups = defaultdict(list)
     for row in rows:
-        groups[tuple(row[key] for key in SETTING)].append(row)
-    return [{**dict(zip(SETTING, key)), "samples": len(group),
+        groups[tuple(row[key] for key in columns)].append(row)
+    return [{**dict(zip(columns, key)), "samples": len(group),
              **{metric: mean(row[metric] for row in group) for metric in METRICS}}
             for key, group in sorted(groups.items(), key=lambda item: tuple(map(str, item[0])))]
 
@@ -124,7 +131,7 @@ def plain_log_ticks(axis) -> None:
 def cell(column: str, value, decimals: dict[str, int]) -> str:
     if value is None:
         return "(none)" if column == "prompt" else ""
-    if column in ("temperature", "nucleus"):
+    if column in ("temperature", "nucleus", "min_p"):
         return plain_number(value)
     if column in decimals:
         return readable(value, decimals[column])
@@ -134,7 +141,7 @@ def cell(column: str, value, decimals: dict[str, int]) -> str:
 
 
 def write_markdown(groups: list[dict], path: Path) -> None:
-    columns = [*SETTING, "samples", *METRICS]
+    columns = [*(setting_columns(groups) if groups else SETTING), "samples", *METRICS]
     decimals = {metric: decimals_for(group[metric] for group in groups) for metric in METRICS}
     lines = ["# Sweep summary", "", "Means per setting over samples (and seeds and jobs) that share it.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

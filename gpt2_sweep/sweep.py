@@ -23,7 +23,7 @@ from .memory import gpu_batch_size
 from .metrics import sample_metrics
 from .options import RunOptions, read_options
 from .sampling import shared_uniforms
-from .schedules import sweep_settings
+from .schedules import settings_in_use, sweep_settings
 
 log = logging.getLogger(__name__)
 RANK_DIR_PREFIX = ".ranks-"
@@ -61,14 +61,17 @@ def cut_at_stop(tokens: list[int], prompt_length: int, stop_token_id) -> list[in
     return tokens[:tokens.index(stop_token_id, prompt_length) + 1]
 
 
-def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_id) -> dict:
-    """One entry of the artifact's texts: settings, text, tokens and metrics of a one-row batch."""
+def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_id,
+                  axes=("temperature", "nucleus")) -> dict:
+    """One entry of the artifact's texts: settings (those of `axes`), text, tokens and metrics of a
+    one-row batch."""
     tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
     steps = len(tokens) - prompt_length
     logprobs = generated.logprobs[0, :steps]
     return {
         "nucleus": setting.nucleus,
         "temperature": setting.temperature,
+        **{name: getattr(setting, name) for name in axes if name not in ("temperature", "nucleus")},
         "text": tokenizer.decode(tokens, skip_special_tokens=True),
         "continuation": tokenizer.decode(tokens[prompt_length:], skip_special_tokens=True),
         "tokens": tokens,
@@ -125,8 +128,8 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     tokenizer = load_tokenizer(source)
     prompt_ids = start_ids(tokenizer, options.prompt)
     check_length(options, len(prompt_ids), context_length(load_config(source)))
-    settings, notes = sweep_settings(options.temperature, options.nucleus, options.temperature_range,
-                                     options.nucleus_range, options.num_samples, options.schedule)
+    settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
+                                     options.schedule)
     for note in notes:
         log.warning(note)
     model = load_model(source, load_dtype(trainer_args["precision"]))
@@ -139,7 +142,8 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     drawn, drawn_with = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
                                      stop_token_id, batch_size, trainer_args, output_dir, options)
     device = drawn_with["device"]
-    texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id)
+    axes = settings_in_use(settings, options.sweeps)
+    texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id, axes)
              for index, setting in enumerate(settings)]
     for sample, position in zip(texts, divergence_from_reference(texts)):
         sample["metrics"]["diverges_from"] = position
@@ -151,6 +155,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
             "max_length": options.max_length,
             "nucleus": options.nucleus,
             "temperatures": options.temperature,
+            "sweeps": options.sweeps,
             "prompt": options.prompt,
             "p_values": uniforms.tolist(),
             "seed": options.seed,

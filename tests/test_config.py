@@ -1,4 +1,6 @@
 """The config tree, composed with Hydra's compose API as run.py composes it."""
+import re
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -54,7 +56,7 @@ def test_overrides_reach_the_options():
                  "prompt=The fox is", "seed=5", "batch_size=2", "output_json=out.json")
     options = read_options(cfg)
     assert (options.temperature, options.nucleus, options.schedule) == (True, True, "grid")
-    assert options.temperature_range == (0.5, 0.9)
+    assert options.ranges["temperature"] == (0.5, 0.9)
     assert (options.num_samples, options.max_length, options.prompt) == (3, 20, "The fox is")
     assert (options.seed, options.batch_size, str(options.output_json)) == (5, 2, "out.json")
 
@@ -89,3 +91,20 @@ def test_run_and_sweep_dirs_live_under_outputs_and_differ_within_a_second():
     sweep_dir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)["dir"]
     assert run_dir.startswith("outputs/") and sweep_dir.startswith("outputs/")
     assert "%f" in run_dir and "%f" in sweep_dir  # microseconds: two runs in one second differ
+
+
+def test_the_new_axes_have_switches_ranges_and_fixed_values():
+    options = read_options(config("sampler.top_k=true", "sampler.top_k_range=[5,50]", "sampler.min_p_value=0.05",
+                                  "sampler.temperature_value=0.7"))
+    assert options.sweeps == {"temperature": False, "nucleus": False, "top_k": True, "min_p": False}
+    assert options.ranges["top_k"] == (5, 50) and options.ranges["min_p"] == (0.0, 0.3)
+    assert options.values == {"temperature": 0.7, "nucleus": 1.0, "top_k": 0, "min_p": 0.05}
+
+
+@pytest.mark.parametrize("override, named", [
+    ("sampler.top_k_range=[0.5,3]", "sampler.top_k_range=[0.5, 3]"), ("sampler.min_p_range=[0.0,1.5]", "sampler.min_p_range"),
+    ("sampler.top_k_value=-1", "sampler.top_k_value=-1"), ("sampler.min_p_value=2.0", "sampler.min_p_value=2.0"),
+    ("sampler.temperature_value=-0.1", "sampler.temperature_value=-0.1"), ("sampler.top_k=yes", "sampler.top_k='yes'")])
+def test_bad_axis_values_are_one_line_errors(override, named):
+    with pytest.raises(UsageError, match=re.escape(named)):
+        read_options(config(override))

@@ -120,7 +120,8 @@ def out_of_memory_above(limit, calls):
 
 
 def sampling_module(model, tokenizer, count=6):
-    settings, _ = sweep_settings(True, True, (0.0, 1.2), (0.2, 1.0), count)
+    settings, _ = sweep_settings({"temperature": True, "nucleus": True},
+                                 {"temperature": (0.0, 1.2), "nucleus": (0.2, 1.0)}, {}, count)
     prompt = torch.tensor(tokenizer.encode("The quick"))
     return SamplingModule(model, prompt, settings, shared_uniforms(0, 19), 20)
 

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import (MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
+                                                    TopPLogitsWarper)
 
 from gpt2_sweep.ordering import candidate_step, sort_descending
 from gpt2_sweep.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
@@ -181,9 +182,12 @@ def test_a_thousand_random_picks_match_the_reference():
     assert compared > 990
 
 
+@settings(max_examples=25)  # each example runs 4 uniforms through three samplers
 @given(seed=st.integers(0, 2**31 - 1), vocab=st.integers(70, 3000), candidates=st.sampled_from([1, 8, 64]),
-       scale=st.sampled_from([0.5, 3.0, 12.0]), ties=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_candidates_and_the_threshold_search_pick_what_a_full_sort_picks(seed, vocab, candidates, scale, ties, dtype):
+       scale=st.sampled_from([0.5, 3.0, 12.0]), ties=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]),
+       filters=st.booleans())
+def test_candidates_and_the_threshold_search_pick_what_a_full_sort_picks(seed, vocab, candidates, scale, ties, dtype,
+                                                                         filters):
     """Exactly the same tokens and statistics, whether the top candidates decide or not."""
     generator = torch.Generator().manual_seed(seed)
     logits = (torch.randn(24, vocab, generator=generator) * scale).to(dtype)
@@ -191,8 +195,10 @@ def test_candidates_and_the_threshold_search_pick_what_a_full_sort_picks(seed, v
         logits = (logits * 2).round() / 2
     temperatures = torch.tensor([0.0, 0.3, 1.0, 1.5] * 6)
     nuclei = torch.tensor([0.0, 0.5, 0.95, 1.0, 0.2, 0.99] * 4)
+    top_ks = torch.tensor([0, 1, 5, 0, 70, 3000, 0, 2] * 3) if filters else None
+    min_ps = torch.tensor([0.0, 0.05, 0.0, 0.3, 0.01, 0.0] * 4) if filters else None
     for uniform in (0.0, 0.37, 0.999, 1 - 2**-24):
-        settings = RowSettings(temperatures, nuclei)
+        settings = RowSettings(temperatures, nuclei, top_ks, min_ps)
         full = sample_step(logits, settings, uniform)
         for fast in (candidate_step(logits, settings, uniform, candidates), search_step(logits, settings, uniform)):
             assert torch.equal(fast.tokens, full.tokens)
@@ -207,3 +213,43 @@ def test_the_threshold_search_settles_ties_by_token_id_like_the_sort():
             args = (logits, RowSettings(torch.tensor([1.0]), torch.tensor([nucleus])), uniform)
             assert search_step(*args).tokens.tolist() == sample_step(*args).tokens.tolist()
     assert search_step(logits, RowSettings(torch.tensor([1.0]), torch.tensor([0.0])), 0.9).tokens.tolist() == [1]
+
+
+@given(seed=st.integers(0, 2**31 - 1), vocab=st.integers(2, 300), temperature=st.floats(0.05, 2.5),
+       nucleus=st.sampled_from([1.0]) | st.floats(0.0, 1.0), top_k=st.integers(0, 40),
+       min_p=st.sampled_from([0.0]) | st.floats(0.0, 1.0), uniform=st.floats(0.0, 0.9999999))
+def test_top_k_and_min_p_picks_match_the_float64_reference(seed, vocab, temperature, nucleus, top_k, min_p, uniform):
+    logits = torch.randn(1, vocab, generator=torch.Generator().manual_seed(seed)) * 4
+    settings = RowSettings(torch.tensor([temperature]), torch.tensor([nucleus]), torch.tensor([top_k]),
+                           torch.tensor([min_p]))
+    token = select_tokens(logits, settings, torch.tensor(uniform, dtype=torch.float32)).item()
+    expected, u_margin, filter_margin = reference_pick(
+        logits[0].numpy(), float(np.float32(temperature)), float(np.float32(nucleus)), float(np.float32(uniform)),
+        top_k, float(np.float32(min_p)))
+    if min(u_margin, filter_margin) > SAFE_MARGIN:
+        assert token == expected
+
+
+@given(seed=st.integers(0, 2**31 - 1), temperature=st.floats(0.2, 2.0), top_k=st.integers(1, 60),
+       min_p=st.floats(0.0, 0.5))
+def test_top_k_and_min_p_match_transformers_warpers(seed, temperature, top_k, min_p):
+    """Applied to the same tempered distribution, a token is kept when every filter keeps it."""
+    logits = torch.randn(1, 200, generator=torch.Generator().manual_seed(seed)) * 3
+    tempered = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    kept = (TopKLogitsWarper(top_k)(None, tempered.clone()) > -float("inf")) & (
+        MinPLogitsWarper(min_p)(None, tempered.clone()) > -float("inf"))
+    expected = torch.softmax(tempered.masked_fill(~kept, -float("inf")), dim=-1)
+    ours = full_distribution(logits, RowSettings(torch.tensor([temperature]), torch.tensor([1.0]),
+                                                 torch.tensor([top_k]), torch.tensor([min_p])))
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_top_k_keeps_exactly_k_where_transformers_keeps_every_tie_of_the_kth():
+    logits = torch.tensor([[3.0, 1.0, 2.0, 2.0, 2.0, 0.0]])  # the 2nd to 4th most probable tie
+    ours = full_distribution(logits, RowSettings(torch.ones(1), torch.ones(1), torch.tensor([2])))
+    assert (ours[0] > 0).tolist() == [True, False, True, False, False, False]  # the lower id wins the tie
+    theirs = TopKLogitsWarper(2)(None, logits.clone()) > -float("inf")
+    assert theirs[0].tolist() == [True, False, True, True, True, False]
+    for uniform in (0.1, 0.5, 0.99):
+        for step in (search_step, lambda *a: candidate_step(*a, 2), sample_step):
+            assert step(logits, RowSettings(torch.ones(1), torch.ones(1), torch.tensor([2])), uniform).tokens.item() in (0, 2)

@@ -1,10 +1,14 @@
 import pytest
 
-from gpt2_sweep.schedules import BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING, Setting, sweep_settings
+from gpt2_sweep.schedules import (BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING, SEVERAL_PAIRED_WARNING, Setting,
+                                  sweep_settings)
 
 
-def settings(temperature, nucleus, n, schedule="paired", t_range=(0.0, 1.2), p_range=(0.0, 1.0)):
-    return sweep_settings(temperature, nucleus, t_range, p_range, n, schedule)
+def settings(temperature, nucleus, n, schedule="paired", t_range=(0.0, 1.2), p_range=(0.0, 1.0), **more):
+    sweeps = {"temperature": temperature, "nucleus": nucleus, **{k: True for k in more if not k.endswith("value")}}
+    ranges = {"temperature": t_range, "nucleus": p_range, **{k: v for k, v in more.items() if not k.endswith("value")}}
+    values = {k.removesuffix("_value"): v for k, v in more.items() if k.endswith("value")}
+    return sweep_settings(sweeps, ranges, values, n, schedule)
 
 
 def test_temperature_sweep_is_a_linspace_and_nucleus_stays_one():
@@ -49,3 +53,24 @@ def test_one_sample_takes_the_range_start_and_ranges_may_descend():
 def test_sample_count(n):
     assert len(settings(True, True, n)[0]) == n
     assert len(settings(True, True, n, "grid")[0]) == n * n
+
+
+def test_an_axis_that_is_not_swept_takes_its_fixed_value_without_a_warning():
+    result, notes = settings(False, True, 3, p_range=(0.2, 0.8), temperature_value=0.7)
+    assert result == [Setting(0.7, p) for p in (0.2, 0.5, 0.8)] and notes == []
+    assert settings(True, False, 2, min_p_value=0.1, top_k_value=40)[0] == [Setting(0.0, 1.0, 40, 0.1),
+                                                                          Setting(1.2, 1.0, 40, 0.1)]
+
+
+def test_top_k_is_swept_in_whole_numbers_and_min_p_beside_it():
+    result, notes = settings(False, False, 4, top_k=(1, 10))
+    assert [s.top_k for s in result] == [1, 4, 7, 10] and notes == []
+    result, notes = settings(False, False, 3, min_p=(0.0, 0.2), top_k=(1, 3))
+    assert [(s.top_k, s.min_p) for s in result] == [(1, 0.0), (2, 0.1), (3, 0.2)]
+    assert notes == [SEVERAL_PAIRED_WARNING.format(count=2, names="top_k, min_p")]
+
+
+def test_a_grid_of_three_axes_takes_every_combination():
+    result, notes = settings(True, True, 3, "grid", top_k=(1, 50))
+    assert len(result) == 27 and len(set(result)) == 27 and notes == []
+    assert result[0] == Setting(0.0, 0.0, 1, 0.0) and result[-1] == Setting(1.2, 1.0, 50, 0.0)

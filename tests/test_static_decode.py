@@ -31,7 +31,7 @@ def tiny_llama(vocab_size=3000, seed=0):
 MODELS = {"gpt2": lambda: tiny_gpt2(3000, seed=1), "llama": tiny_llama}  # more tokens than candidates
 
 
-def assert_same_samples(static, generic, model=None, uniforms=None):
+def assert_same_samples(static, generic, model=None, uniforms=None, settings=SETTINGS):
     """The same samples; but the native forward adds in another order than transformers', so its
     logits agree to float32 rounding only: where a row's tokens part, u must lie within that
     rounding of a boundary of the float64 rule (checked with the model), and the rows agree before."""
@@ -41,8 +41,10 @@ def assert_same_samples(static, generic, model=None, uniforms=None):
         part = int((static.tokens[row] != generic.tokens[row]).nonzero()[0])
         with torch.no_grad():
             logits = model(input_ids=generic.tokens[row:row + 1, :part]).logits[0, -1]
-        _, u_margin, nucleus_margin = reference_pick(logits.numpy(), float(TEMPERATURES[row]), float(NUCLEI[row]),
-                                                     float(uniforms[part - 1]))
+        top_k = int(settings.top_ks[row]) if settings.top_ks is not None else 0
+        min_p = float(settings.min_ps[row]) if settings.min_ps is not None else 0.0
+        _, u_margin, nucleus_margin = reference_pick(logits.numpy(), float(settings.temperatures[row]),
+                                                     float(settings.nuclei[row]), float(uniforms[part - 1]), top_k, min_p)
         assert min(u_margin, nucleus_margin) < 1e-4, (row, part)
     assert int(identical.sum()) >= len(identical) - 1
     assert static.logprobs.shape == generic.logprobs.shape
@@ -127,3 +129,12 @@ def test_the_engine_follows_runtime_compile_and_the_model_family():
                                                    "sampler": "top candidates, else a full sort",
                                                    "compiled": False, "cuda_graphs": False,
                                                    "batch_invariant_rows": None}
+
+
+def test_the_static_loop_applies_top_k_and_min_p_as_the_generic_loop():
+    model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(8, 29)
+    settings = RowSettings(TEMPERATURES, NUCLEI, torch.tensor([0, 1, 3, 20, 0, 5, 2]),
+                           torch.tensor([0.0, 0.0, 0.1, 0.02, 0.3, 0.0, 0.05]))
+    generic = generate(model, prompt, settings, uniforms, 30)
+    assert_same_samples(generate_static(model, prompt, settings, uniforms, 30), generic, model, uniforms, settings)
+    assert not torch.equal(generic.tokens, generate(model, prompt, SETTINGS, uniforms, 30).tokens)
