@@ -62,6 +62,7 @@ def collect_rows(directory: Path) -> list[dict]:
                 **{axis: sample.get(axis) for axis in EXTRA_AXES},
                 "temperature_sweep": metadata.get("temperatures"),
                 "nucleus_sweep": metadata.get("nucleus"),
+                "swept": " ".join(swept_axes(metadata)),
                 "schedule": metadata.get("schedule", "paired"),
                 **{metric: metrics.get(metric) for metric in METRICS},
                 "diverges_from": metrics.get("diverges_from"),
@@ -69,6 +70,12 @@ def collect_rows(directory: Path) -> list[dict]:
                 "text": sample.get("text"),
             })
     return rows
+
+
+def swept_axes(metadata: dict) -> list[str]:
+    """The axes a run swept, in the order of schedules.AXES (older artifacts: their two switches)."""
+    sweeps = metadata.get("sweeps") or {"temperature": metadata.get("temperatures"), "nucleus": metadata.get("nucleus")}
+    return [axis for axis, swept in sweeps.items() if swept]
 
 
 def mean(values) -> float | None:
@@ -151,8 +158,8 @@ def write_markdown(groups: list[dict], path: Path) -> None:
 
 
 def in_grid(row: dict) -> bool:
-    """A sample of a grid run: both sweeps on, every temperature with every nucleus value."""
-    return row["schedule"] == "grid" and bool(row["temperature_sweep"]) and bool(row["nucleus_sweep"])
+    """A sample of a grid run: two axes or more swept, every value with every value."""
+    return row["schedule"] == "grid" and len(row["swept"].split()) >= 2
 
 
 def line_label(model, both_swept: bool) -> str:
@@ -240,29 +247,35 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
 
 @dataclass(frozen=True)
 class GridMedians:
-    """A metric over a temperature x nucleus grid: medians[i, j] over the samples at temperatures[i]
-    and nuclei[j] (NaN where there are none), counts[i, j] how many."""
+    """A metric over the grid of two swept axes (temperature x nucleus, or the first two a grid run
+    swept): medians[i, j] over the samples at row_values[i] and column_values[j] (NaN where there
+    are none; over any further swept axis too), counts[i, j] how many."""
 
-    temperatures: list[float]
-    nuclei: list[float]
+    row_axis: str
+    column_axis: str
+    row_values: list[float]
+    column_values: list[float]
     medians: np.ndarray
     counts: np.ndarray
 
 
 def grid_medians(rows: list[dict], metric: str) -> GridMedians:
-    """The grid of the grid runs' samples among rows, the metric's median in each cell."""
+    """The grid of the grid runs' samples among rows (those sweeping the first grid run's first two
+    axes), the metric's median in each cell."""
+    grid_rows = [row for row in rows if in_grid(row)]
+    row_axis, column_axis = grid_rows[0]["swept"].split()[:2] if grid_rows else ("temperature", "nucleus")
     cells = defaultdict(list)
-    for row in rows:
-        if in_grid(row) and row[metric] is not None:
-            cells[row["temperature"], row["nucleus"]].append(row[metric])
-    temperatures = sorted({temperature for temperature, _ in cells})
-    nuclei = sorted({nucleus for _, nucleus in cells})
-    medians = np.full((len(temperatures), len(nuclei)), np.nan)
-    counts = np.zeros((len(temperatures), len(nuclei)), dtype=int)
-    for (temperature, nucleus), values in cells.items():
-        i, j = temperatures.index(temperature), nuclei.index(nucleus)
+    for row in grid_rows:
+        if row["swept"].split()[:2] == [row_axis, column_axis] and row[metric] is not None:
+            cells[row[row_axis], row[column_axis]].append(row[metric])
+    row_values = sorted({value for value, _ in cells})
+    column_values = sorted({value for _, value in cells})
+    medians = np.full((len(row_values), len(column_values)), np.nan)
+    counts = np.zeros((len(row_values), len(column_values)), dtype=int)
+    for (row_value, column_value), values in cells.items():
+        i, j = row_values.index(row_value), column_values.index(column_value)
         medians[i, j], counts[i, j] = np.median(values), len(values)
-    return GridMedians(temperatures, nuclei, medians, counts)
+    return GridMedians(row_axis, column_axis, row_values, column_values, medians, counts)
 
 
 def has_grid(rows: list[dict]) -> bool:
@@ -287,8 +300,9 @@ def write_cell_values(axis, grid: GridMedians, norm, decimals: int) -> None:
 
 
 def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
-    """One heatmap per model of the grid runs: temperature up, nucleus across, the median over
-    prompts, seeds and jobs in each cell (with the count where it varies), one colour scale."""
+    """One heatmap per model of the grid runs: the first swept axis up (temperature), the second
+    across (nucleus), the median over prompts, seeds and jobs in each cell (with the count where it
+    varies), one colour scale."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -311,10 +325,10 @@ def plot_heatmap(rows: list[dict], metric: str, path: Path) -> None:
             axis.set_title(f"{model}", fontsize=9)
             continue
         image = axis.imshow(grid.medians, origin="lower", aspect="auto", cmap="viridis", norm=norm)
-        axis.set_xticks(*grid_ticks(grid.nuclei, most=6))
-        axis.set_yticks(*grid_ticks(grid.temperatures, most=11))
-        axis.set_xlabel("nucleus")
-        axis.set_ylabel("temperature")
+        axis.set_xticks(*grid_ticks(grid.column_values, most=6))
+        axis.set_yticks(*grid_ticks(grid.row_values, most=11))
+        axis.set_xlabel(grid.column_axis)
+        axis.set_ylabel(grid.row_axis)
         counts = grid.counts[grid.counts > 0]
         shown = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()}"
         axis.set_title(f"{model} (n={shown} per cell)", fontsize=9)

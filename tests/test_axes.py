@@ -4,7 +4,7 @@ import json
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO
-from gpt2_sweep.summarize import summarize
+from gpt2_sweep.summarize import collect_rows, grid_medians, summarize
 from gpt2_sweep.sweep import run_sweep
 
 
@@ -27,6 +27,16 @@ def test_a_grid_of_three_axes_writes_every_combination(tiny_model_dir, tmp_path)
     assert (document["metadata"]["temperatures"], document["metadata"]["nucleus"]) == (True, True)
     summarize(tmp_path)
     assert "| model | prompt | temperature | nucleus | top_k | samples |" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "heatmap_perplexity.png").exists()
+
+
+def test_the_heatmap_takes_whichever_two_axes_a_grid_swept(tiny_model_dir, tmp_path):
+    sweep(tiny_model_dir, tmp_path, "sampler.top_k=true", "sampler.min_p=true", "sampler.top_k_range=[1,20]",
+          "sampler.schedule=grid", "num_samples=3", "sampler.temperature_value=1.3")
+    medians = grid_medians(collect_rows(tmp_path), "perplexity")
+    assert (medians.row_axis, medians.column_axis) == ("top_k", "min_p")
+    assert (medians.row_values, medians.column_values) == ([1, 10, 20], [0.0, 0.15, 0.3])
+    assert medians.medians.shape == (3, 3) and (medians.counts == 1).all()
 
 
 def test_a_fixed_temperature_beside_a_nucleus_sweep(tiny_model_dir, tmp_path, caplog):

@@ -97,7 +97,8 @@ def test_a_grid_gets_heatmaps_of_its_shape_and_the_tables_their_new_columns(tiny
         assert (tmp_path / f"plot_{metric}.png") in written and (tmp_path / f"heatmap_{metric}.png") in written
 
     medians = grid_medians(collect_rows(tmp_path), "perplexity")
-    assert (medians.temperatures, medians.nuclei) == ([0.0, 0.6, 1.2], [0.0, 0.5, 1.0])
+    assert (medians.row_axis, medians.column_axis) == ("temperature", "nucleus")
+    assert (medians.row_values, medians.column_values) == ([0.0, 0.6, 1.2], [0.0, 0.5, 1.0])
     assert medians.medians.shape == (3, 3) and (medians.counts == 2).all()  # two seeds per cell
     greedy = [row["perplexity"] for row in collect_rows(tmp_path / "0") if row["temperature"] == 0.0]
     assert medians.medians[0, 0] == greedy[0]  # both seeds' greedy samples share the prompt: same text
