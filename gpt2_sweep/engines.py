@@ -69,7 +69,7 @@ def compiled_search_step():
 
 @torch.inference_mode()
 def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id=None,
-                    compiled=False, cuda_graphs=False, native=None, block_rows=None) -> Generated:
+                    compiled=False, cuda_graphs=False, native=None, block_rows=None, on_step=None) -> Generated:
     if cuda_graphs and not compiled:
         raise ValueError("a CUDA graph needs the sync-free (compiled) sampler")
     """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
@@ -91,27 +91,30 @@ def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_toke
     if cuda_graphs:
         lengths = sorted({bucket(p, max_length) for p in range(state.prompt_length, max_length)})
         step = CapturedSteps(step, state, lengths)
-    written = decode_n_tokens(step, state)
+    written = decode_n_tokens(step, state, on_step and (lambda: on_step(batch)))
     end = stop_position(state.tokens, state.prompt_length, stop_token_id, written)
     steps = end - state.prompt_length
     return Generated(tokens=state.tokens[:batch, :end], logprobs=state.logprobs[:batch, :steps],
                      entropies=state.entropies[:batch, :steps], support_sizes=state.support_sizes[:batch, :steps])
 
 
-def decode(engine: Engine, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None) -> Generated:
+def decode(engine: Engine, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None,
+           on_step=None) -> Generated:
     """The samples of one batch, one per row of settings (sampling.RowSettings), by the chosen loop.
 
     Batch-invariant, the static loop runs every kernel on blocks of the same number of rows inside
-    each step; the generic loop decodes such blocks one after another."""
+    each step; the generic loop decodes such blocks one after another. on_step(samples) after each
+    position drawn."""
     rows = engine.batch_invariant_rows
     if engine.loop == "static":
         return generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id,
-                               engine.compiled, engine.cuda_graphs, block_rows=rows)
+                               engine.compiled, engine.cuda_graphs, block_rows=rows, on_step=on_step)
     if rows is None:
-        return generate(model, prompt_ids, settings, uniforms, max_length, stop_token_id)
+        return generate(model, prompt_ids, settings, uniforms, max_length, stop_token_id, on_step=on_step)
     parts = []
     for first in range(0, len(settings), rows):
         block = settings.rows(slice(first, first + rows))
-        drawn = generate(model, prompt_ids, block.padded(rows), uniforms, max_length, stop_token_id)
+        drawn = generate(model, prompt_ids, block.padded(rows), uniforms, max_length, stop_token_id,
+                         on_step=on_step and (lambda _: on_step(len(block))))
         parts.append(drawn.rows(slice(0, len(block))))
     return Generated.cat(parts, pad_token=stop_token_id or 0)

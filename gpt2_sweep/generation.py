@@ -93,12 +93,13 @@ class Generated:
 
 @torch.inference_mode()
 def generate(model, prompt_ids, settings: RowSettings, uniforms, max_length, stop_token_id=None,
-             candidates: int | None = CANDIDATES):
+             candidates: int | None = CANDIDATES, on_step=None):
     """One sample per row of settings: a Generated batch.
 
     Position t >= 1 is drawn with uniforms[t - 1]. With stop_token_id set, generation ends once
     every row has produced it, and a row that has is filled with it from then on. candidates=None
-    sorts the whole vocabulary at every step (the straightforward path; same tokens, slower). This is
+    sorts the whole vocabulary at every step (the straightforward path; same tokens, slower).
+    on_step(batch) is called after each position is drawn (a progress bar). This is
     the generic loop: any transformers causal LM, eagerly, with a growing cache (static_decode.py is
     the fast one).
     """
@@ -128,6 +129,8 @@ def generate(model, prompt_ids, settings: RowSettings, uniforms, max_length, sto
             next_tokens = torch.where(finished, stop_token_id, next_tokens)
             finished |= next_tokens == stop_token_id
         tokens[:, position] = next_tokens
+        if on_step is not None:
+            on_step(batch)
         if position + 1 == max_length or (stop_token_id is not None and bool(finished.all())):
             end = position + 1
             break

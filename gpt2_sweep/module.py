@@ -40,6 +40,17 @@ class SamplingModule(L.LightningModule):
         self.max_rows = None  # set after an out-of-memory error
         self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
         self.engine = None  # chosen on the first batch, once the model is on its device
+        self.progress = None
+
+    def on_predict_start(self):
+        """A bar counting generated tokens (rank 0's share; shown on a terminal only)."""
+        from tqdm.auto import tqdm
+        new_tokens = len(self.settings) * (self.max_length - len(self.prompt_ids)) // self.trainer.world_size
+        self.progress = tqdm(total=new_tokens, unit="tok", desc="Generating", leave=False, dynamic_ncols=True,
+                             disable=None if self.trainer.is_global_zero else True)
+
+    def on_predict_end(self):
+        self.progress.close()
 
     def predict_step(self, indices, batch_idx=0):
         indices = indices.cpu()
@@ -54,7 +65,8 @@ class SamplingModule(L.LightningModule):
         self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
         try:
             return decode(self.engine, self.model, self.prompt_ids, self.settings.rows(indices),
-                          self.uniforms, self.max_length, self.stop_token_id).cpu()
+                          self.uniforms, self.max_length, self.stop_token_id,
+                          on_step=self.progress.update if self.progress else None).cpu()
         except torch.OutOfMemoryError:
             if len(indices) == 1:
                 raise

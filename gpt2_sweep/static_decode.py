@@ -123,12 +123,15 @@ class CapturedSteps:
         self.graphs[length].replay()
 
 
-def decode_n_tokens(step, state: DecodeState) -> int:
+def decode_n_tokens(step, state: DecodeState, on_step=None) -> int:
     """Run step(length) for every position after the prompt; return the position after the last
-    written one (earlier when every row has produced the stop token)."""
+    written one (earlier when every row has produced the stop token). on_step() after each step
+    (host-side only: it waits for nothing)."""
     max_length = state.tokens.shape[1]
     for position in range(state.prompt_length, max_length):
         step(bucket(position, max_length))
+        if on_step is not None:
+            on_step()
         done = position + 1 - state.prompt_length
         if state.stop_token_id is not None and done % CHECK_EVERY == 0 and bool(state.finished.all()):
             return position + 1

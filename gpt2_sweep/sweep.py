@@ -200,7 +200,7 @@ def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_i
                             options.compile, options.batch_invariant)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=RANK_DIR_PREFIX, dir=output_dir) as rank_dir:
-        trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False,
+        trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=str(output_dir),
                             callbacks=[RankResultWriter(Path(rank_dir))])
         predict(trainer, module, sample_loader(len(settings), batch_size))

@@ -5,7 +5,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalL
 
 from conftest import tiny_gpt2
 from reference import reference_pick
-from gpt2_sweep.engines import choose_engine, generate_static
+from gpt2_sweep.engines import Engine, choose_engine, decode, generate_static
 from gpt2_sweep.generation import generate
 from gpt2_sweep.native_models import native_model
 from gpt2_sweep.sampling import RowSettings, shared_uniforms
@@ -138,3 +138,13 @@ def test_the_static_loop_applies_top_k_and_min_p_as_the_generic_loop():
     generic = generate(model, prompt, settings, uniforms, 30)
     assert_same_samples(generate_static(model, prompt, settings, uniforms, 30), generic, model, uniforms, settings)
     assert not torch.equal(generic.tokens, generate(model, prompt, SETTINGS, uniforms, 30).tokens)
+
+
+@pytest.mark.parametrize("loop", ["static", "dynamic"])
+def test_progress_is_reported_per_generated_token(loop):
+    model, prompt, uniforms = tiny_gpt2(500), torch.tensor([5, 17]), shared_uniforms(0, 11)
+    engine = Engine(loop, "NativeGPT2" if loop == "static" else "transformers", "top candidates, else a full sort",
+                    False, False)
+    counted = []
+    decode(engine, model, prompt, SETTINGS.rows(slice(0, 3)), uniforms, 12, on_step=counted.append)
+    assert counted == [3] * 10  # three samples, ten new tokens each
