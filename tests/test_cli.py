@@ -1,6 +1,7 @@
 """run.py as users run it, in a subprocess: exit codes, the artifact and the console, a multirun, one
 line on stderr for bad input, what is imported before it is found, and what stays on disk. Most
 behaviour is tested in-process (test_runs.py, test_bad_input.py); these are the real command lines."""
+import csv
 import json
 import subprocess
 import sys
@@ -10,11 +11,18 @@ import torch
 
 from conftest import REPO, artifact, compose_config, run_app, run_cli
 from gpt2_sweep.sampling import shared_uniforms
+from gpt2_sweep.summarize import METRICS
 from gpt2_sweep.sweep import run_sweep
 
 PROMPT = 'Émoji 🦊 "quoted" 日本語'
 ORIGINAL_METADATA = {"model_name", "num_samples", "max_length", "nucleus", "temperatures", "prompt", "p_values"}
 ORIGINAL_SAMPLE = {"nucleus", "temperature", "text"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
 
 
 def without_time(document):
@@ -83,20 +91,31 @@ def test_same_seed_same_artifact_other_batch_size_same_samples(sweep_run, tiny_m
     assert without_time(first) == without_time(second)
 
 
-def test_multirun_writes_one_artifact_per_job(tiny_model_dir, tmp_path):
-    result = run_cli("-m", f"model.name={tiny_model_dir}", "sampler.temperature=true,false",
-                     "sampler.schedule=paired,grid", "num_samples=2", "max_length=10",
-                     f"hydra.sweep.dir={tmp_path}")
+def test_a_multirun_writes_one_artifact_per_job_and_their_summary(tiny_model_dir, tmp_path):
+    result = run_cli("-m", f"model.name={tiny_model_dir}", "sampler=temperature,nucleus", "num_samples=3",
+                     "max_length=12", "prompt=The fox,A sweep", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
-    counts = {}
+    settings = {}
     for job in jobs:
         document = artifact(job)
         sampler = document["metadata"]["config"]["sampler"]
-        counts[(sampler["temperature"], sampler["schedule"])] = len(document["texts"])
-    assert counts == {(True, "paired"): 2, (True, "grid"): 2, (False, "paired"): 2, (False, "grid"): 2}
-    assert "the 2 samples all use temperature 1.0 and nucleus 1.0" in result.stdout + result.stderr
+        settings[(sampler["temperature"], document["metadata"]["prompt"])] = [
+            (s["temperature"], s["nucleus"]) for s in document["texts"]]
+    assert settings == {(True, prompt): [(0.0, 1.0), (0.6, 1.0), (1.2, 1.0)] for prompt in ("The fox", "A sweep")} | {
+        (False, prompt): [(1.0, 0.0), (1.0, 0.5), (1.0, 1.0)] for prompt in ("The fox", "A sweep")}
+    rows = read_csv(tmp_path / "summary.csv")
+    assert len(rows) == 4 * 3
+    assert {row["prompt"] for row in rows} == {"The fox", "A sweep"}
+    assert all(row["perplexity"] and float(row["perplexity"]) > 1 for row in rows)
+    assert "sampler=temperature" in rows[0]["overrides"]
+    table = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| model | prompt | temperature | nucleus | samples |" in table
+    assert table.count("\n| ") == 1 + 2 * 6  # header, 2 prompts x 6 distinct (temperature, nucleus)
+    for metric in METRICS:
+        assert (tmp_path / f"plot_{metric}.png").read_bytes().startswith(PNG_MAGIC)
+    assert f"Summary of 12 samples from jobs 0-3 written to {tmp_path}" in result.stdout
 
 
 @pytest.mark.slow
@@ -155,8 +174,9 @@ def test_a_refused_run_leaves_no_run_dir_and_never_touches_an_earlier_one(tiny_m
     assert refused.returncode == 2 and "num_samples=0" in refused.stderr, refused.stderr
     assert list(tmp_path.rglob("*")) == []
     monkeypatch.chdir(tmp_path)
-    refused = run_app(f"model.name={tiny_model_dir}", "max_length=65")  # found after the model loads
-    assert refused.returncode == 2 and "max_length=65" in refused.stderr, refused.stderr
+    refused = run_app(f"model.name={tiny_model_dir}", "max_length=65")  # found after the imports
+    assert refused.returncode == 2 and refused.stderr.startswith("error: max_length=65"), refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stdout
     assert list(tmp_path.rglob("*")) == []
     earlier = tmp_path / "earlier"
     earlier.mkdir()
