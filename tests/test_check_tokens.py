@@ -18,6 +18,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_every_pick_agrees_with_the_float64_rule_and_both_paths_agree(tmp_path):
     tiny_gpt2(3000, seed=1).save_pretrained(tmp_path / "model")  # more tokens than candidates
     output = tmp_path / "check.json"

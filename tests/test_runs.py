@@ -1,14 +1,85 @@
-"""Whole runs in-process: the config composed as run.py composes it, then run_sweep, as the CLI calls it."""
+"""Whole runs in-process: the config composed as run.py composes it, then run_sweep, as run.py calls it."""
+import pytest
+import torch
+
 from conftest import artifact, compose_config
+from gpt2_sweep.errors import UsageError
+from gpt2_sweep.sampling import shared_uniforms
 from gpt2_sweep.schedules import BOTH_OFF_WARNING
 from gpt2_sweep.sweep import run_sweep
 
 
+def run(tmp_path, *overrides) -> dict:
+    run_sweep(compose_config(*overrides), tmp_path)
+    return artifact(tmp_path)
+
+
 def test_both_sweeps_off_gives_num_samples_identical_samples_with_a_warning(tiny_model_dir, tmp_path, caplog):
     """As the original script did: `python run.py` writes 4 samples."""
-    run_sweep(compose_config(f"model.name={tiny_model_dir}", "max_length=12"), tmp_path)
-    document = artifact(tmp_path)
+    document = run(tmp_path, f"model.name={tiny_model_dir}", "max_length=12")
     assert document["metadata"]["num_samples"] == 4 and len(document["texts"]) == 4
     assert {(s["temperature"], s["nucleus"]) for s in document["texts"]} == {(1.0, 1.0)}
     assert len({tuple(s["tokens"]) for s in document["texts"]}) == 1
     assert BOTH_OFF_WARNING.format(num_samples=4) in caplog.text
+
+
+def test_seed_changes_the_shared_uniforms_and_the_text(tiny_model_dir, tmp_path):
+    runs = {seed: run(tmp_path / str(seed), f"model.name={tiny_model_dir}", "sampler=temperature",
+                      "num_samples=2", "max_length=24", f"seed={seed}") for seed in (0, 1)}
+    assert runs[0]["metadata"]["p_values"] != runs[1]["metadata"]["p_values"]
+    assert runs[1]["metadata"]["p_values"] == shared_uniforms(1, 23).tolist()
+    assert [s["tokens"] for s in runs[0]["texts"]] != [s["tokens"] for s in runs[1]["texts"]]
+    assert runs[0]["texts"][0]["tokens"][0] == runs[0]["texts"][0]["prompt_tokens"] - 1 + 0  # BOS id 0
+
+
+def test_pickle_checkpoints_load_only_when_allowed(tiny_model, tokenizer, tmp_path):
+    model_dir = tmp_path / "pickled"
+    model_dir.mkdir()
+    tiny_model.config.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    torch.save(tiny_model.state_dict(), model_dir / "pytorch_model.bin")
+    with pytest.raises(UsageError, match="model.allow_pickle=true"):
+        run_sweep(compose_config(f"model.name={model_dir}", "max_length=8"), tmp_path / "a")
+    assert not (tmp_path / "a" / "samples.json").exists()
+    allowed = run(tmp_path / "b", f"model.name={model_dir}", "max_length=8", "model.allow_pickle=true")
+    assert len(allowed["texts"][0]["tokens"]) == 8
+
+
+ODD_PROMPTS = {
+    "control characters": "bell\x07 escape\x1b[31m tab\t end",
+    "right-to-left and combining": "שלום e\u0301 \u202eabc",
+    "zero-width joiners and BOM": "\U0001F468\u200d\U0001F469\u200d\U0001F467 \ufeff x",
+}
+
+
+@pytest.mark.parametrize("prompt", ODD_PROMPTS.values(), ids=ODD_PROMPTS.keys())
+def test_odd_but_valid_prompts_work_when_quoted(tiny_model_dir, tmp_path, prompt):
+    document = run(tmp_path, f"model.name={tiny_model_dir}", f"prompt='{prompt}'", "max_length=60")
+    assert document["metadata"]["prompt"] == prompt
+
+
+def test_empty_prompt_starts_from_bos(tiny_model_dir, tmp_path, tokenizer):
+    sample = run(tmp_path, f"model.name={tiny_model_dir}", "prompt=''", "max_length=6")["texts"][0]
+    assert sample["tokens"][0] == tokenizer.bos_token_id and sample["prompt_tokens"] == 1
+
+
+def test_nul_bytes_in_a_prompt_work(tiny_model_dir, tmp_path):
+    cfg = compose_config(f"model.name={tiny_model_dir}", "max_length=12")
+    cfg.prompt = "nul\x00byte"
+    run_sweep(cfg, tmp_path)
+    assert artifact(tmp_path)["metadata"]["prompt"] == "nul\x00byte"
+
+
+def test_many_samples_in_small_batches(tiny_model_dir, tmp_path):
+    document = run(tmp_path, f"model.name={tiny_model_dir}", "sampler=nucleus", "num_samples=1500",
+                   "batch_size=7", "max_length=3")
+    assert len(document["texts"]) == 1500
+
+
+@pytest.mark.parametrize("overrides, samples", [
+    (["sampler=temperature", "num_samples=3", "num_samples=2"], 2),  # the last value wins, as in Hydra
+    (["sampler=both", "sampler.temperature=false"], 4),     # a preset, then one switch off
+    (["sampler.schedule=grid", "sampler=default"], 4),      # grid with both sweeps off: num_samples
+])  # (devices=cpu devices.accelerator=gpu is refused: test_bad_input.py)
+def test_contradictory_overrides_work_as_hydra_composes_them(tiny_model_dir, tmp_path, overrides, samples):
+    assert len(run(tmp_path, f"model.name={tiny_model_dir}", "max_length=6", *overrides)["texts"]) == samples

@@ -2,9 +2,8 @@
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import REPO, run_cli
+from conftest import compose_config, run_app, run_cli
 
 SWEEP = ["sampler=temperature", "seed=0,1", "num_samples=3", "max_length=10"]
 
@@ -17,11 +16,12 @@ def job_texts(sweep_dir):
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory, tiny_model_dir):
     sweep_dir = tmp_path_factory.mktemp("basic")
-    result = run_cli("-m", f"model.name={tiny_model_dir}", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
+    result = run_app("-m", f"model.name={tiny_model_dir}", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr
     return job_texts(sweep_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", [
     ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     ["hydra/launcher=submitit_local"],
@@ -37,9 +37,7 @@ def test_each_job_writes_the_artifact_of_the_basic_launcher(basic_sweep, tiny_mo
 
 
 def test_the_slurm_example_sets_gpus_time_limit_and_partition():
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)
+    cfg = compose_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", hydra=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 240)

@@ -1,4 +1,5 @@
-"""Sweep summaries: written at the end of every multirun, rebuilt by python -m gpt2_sweep.summarize."""
+"""Sweep summaries, rebuilt by python -m gpt2_sweep.summarize. (Those written at the end of a multirun:
+test_cli.py, and test_reliability.py with failed jobs and reruns into the same dir.)"""
 import csv
 import json
 import subprocess
@@ -6,9 +7,9 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, run_cli
-from gpt2_sweep.summarize import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid, summarize,
-                                  write_markdown)
+from conftest import REPO, compose_config
+from gpt2_sweep.summarize import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid, main,
+                                  summarize, write_markdown)
 from gpt2_sweep.sweep import run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -19,38 +20,15 @@ def read_csv(path):
         return list(csv.DictReader(stream))
 
 
-def test_a_multirun_leaves_table_and_plots_even_when_a_job_fails(tiny_model_dir, tmp_path):
-    result = run_cli("-m", f"model.name={tiny_model_dir}", "sampler=temperature,nucleus", "num_samples=3",
-                     "max_length=12", "prompt=The fox,A sweep", f"hydra.sweep.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr
-    rows = read_csv(tmp_path / "summary.csv")
-    assert len(rows) == 4 * 3
-    assert {row["prompt"] for row in rows} == {"The fox", "A sweep"}
-    assert all(row["perplexity"] and float(row["perplexity"]) > 1 for row in rows)
-    assert "sampler=temperature" in rows[0]["overrides"]
-    table = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert "| model | prompt | temperature | nucleus | samples |" in table
-    assert table.count("\n| ") == 1 + 2 * 6  # header, 2 prompts x 6 distinct (temperature, nucleus)
-    for metric in METRICS:
-        assert (tmp_path / f"plot_{metric}.png").read_bytes().startswith(PNG_MAGIC)
-
-    failing = tmp_path / "with_failure"
-    result = run_cli("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=0,2",
-                     "max_length=8", f"hydra.sweep.dir={failing}")
-    assert result.returncode == 1
-    assert len(read_csv(failing / "summary.csv")) == 2
-    assert (failing / "plot_perplexity.png").exists()
-
-
-def test_summarize_rebuilds_any_dir_and_reads_older_artifacts(tmp_path):
+def test_summarize_rebuilds_any_dir_and_reads_older_artifacts(tmp_path, capsys):
     old = {"metadata": {"model_name": "gpt2", "num_samples": 2, "max_length": 5, "nucleus": False,
                         "temperatures": True, "prompt": None, "p_values": [0.1, 0.2, 0.3, 0.4]},
            "texts": [{"nucleus": 0.0, "temperature": 0.0, "text": "a"},
                      {"nucleus": 0.0, "temperature": 1.2, "text": "b"}]}
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "samples.json").write_text(json.dumps(old))
-    result = summarize_cli(tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert main([str(tmp_path)]) == 0
+    assert f"Summary of 2 samples from job run written to {tmp_path}" in capsys.readouterr().out
     rows = read_csv(tmp_path / "summary.csv")
     assert [row["temperature"] for row in rows] == ["0.0", "1.2"]
     assert all(row[metric] == "" for row in rows for metric in METRICS)
@@ -71,8 +49,7 @@ def test_summarize_help_exits_zero_and_a_missing_dir_is_one_line(tmp_path):
 
 
 def test_the_batch_study_preset_sweeps_models_prompts_and_both_sweeps():
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["+experiment=batch_study"], return_hydra_config=True)
+    cfg = compose_config("+experiment=batch_study", hydra=True)
     params = cfg.hydra.sweeper.params
     assert params.model.split(",") == ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"]
     assert params.sampler == "temperature,nucleus"
