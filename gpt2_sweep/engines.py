@@ -12,8 +12,9 @@ from .static_decode import (CapturedSteps, DecodeState, bucket, decode_n_tokens,
 from .threshold_search import search_step
 
 log = logging.getLogger(__name__)
-# runtime.batch_invariant: rows per block. Large enough that re-reading the weights per block costs
-# little at big batches, small enough that a small batch padded to it stays cheap.
+# runtime.batch_invariant on CUDA: rows per block. Large enough that re-reading the weights per
+# block costs little at big batches, small enough that a small batch padded to it stays cheap. The
+# CPU's reproducible MKL mode makes rows invariant from MIN_DECODE_ROWS up: its blocks are that size.
 INVARIANT_ROWS = 64
 
 
@@ -35,9 +36,13 @@ class Engine:
 def choose_engine(model, compile_setting="auto", batch_invariant=False) -> Engine:
     """auto: compiled and captured on CUDA; on the CPU the eager loop, which measures faster there.
     A model family without a native forward takes the generic loop, whatever was asked.
-    batch_invariant: decode in blocks of INVARIANT_ROWS rows (see decode)."""
+    batch_invariant: decode in blocks of INVARIANT_ROWS rows on CUDA, MIN_DECODE_ROWS on the CPU (see
+    decode)."""
     engine = chosen_loop(model, compile_setting)
-    return replace(engine, batch_invariant_rows=INVARIANT_ROWS) if batch_invariant else engine
+    if not batch_invariant:
+        return engine
+    cuda = next(model.parameters()).device.type == "cuda"
+    return replace(engine, batch_invariant_rows=INVARIANT_ROWS if cuda else MIN_DECODE_ROWS)
 
 
 def chosen_loop(model, compile_setting) -> Engine:

@@ -76,7 +76,7 @@ def test_lightning_catching_ctrl_c_is_an_interrupt_not_an_exit(tiny_model_dir, t
         raise KeyboardInterrupt
 
     handler = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(gpt2_sweep.module, "generate", interrupted)
+    monkeypatch.setattr(gpt2_sweep.module, "decode", interrupted)
     try:
         with pytest.raises(KeyboardInterrupt):
             run_sweep(compose_config(f"model.name={tiny_model_dir}", "max_length=8"), tmp_path)
