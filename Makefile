@@ -21,7 +21,7 @@ run: setup
 	$(BIN)/python run.py model=smollm2 prompt="'Once upon a time, in a small village'" sampler=temperature num_samples=4 max_length=40
 
 test: setup
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

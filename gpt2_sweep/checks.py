@@ -43,6 +43,8 @@ class MultirunChecks(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         with usage_errors_as_one_line():  # Hydra would turn an exception raised here into a warning
             check_keys(config)
-            output_json = config.get("output_json") or swept_output_json(config)
+            # Unresolved: a path like out_${hydra:job.num}.json resolves only inside a job.
+            output_json = OmegaConf.to_container(config, resolve=False).get("output_json")
+            output_json = output_json or swept_output_json(config)
             if output_json is not None:  # each job would replace the file the last one wrote
                 raise output_json_in_a_multirun(output_json)

@@ -4,6 +4,7 @@ Any other key, a typo on the command line (+num_sample=4) or an extra key in a c
 stored and silently ignored, so it is refused.
 """
 import difflib
+import functools
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -27,17 +28,18 @@ def dotted_keys(cfg) -> set[str]:
     return keys
 
 
-def known_keys() -> set[str]:
+@functools.cache  # the same in every job of a multirun
+def known_keys() -> frozenset[str]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():  # inside the app: its own search path
-        return dotted_keys(compose(config_name=CONFIG_NAME))
+        return frozenset(dotted_keys(compose(config_name=CONFIG_NAME)))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return dotted_keys(compose(config_name=CONFIG_NAME))
+        return frozenset(dotted_keys(compose(config_name=CONFIG_NAME)))
 
 
-def unknown_key_error(keys: list[str], known: set[str]) -> UsageError:
+def unknown_key_error(keys: list[str], known) -> UsageError:
     def hint(key: str) -> str:
         parent, _, name = key.rpartition(".")
         siblings = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent)

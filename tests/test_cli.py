@@ -151,6 +151,8 @@ CLI_REFUSALS = {
     "an appended key in a multirun": (["-m", "+foo=1", "seed=0,1"], "error: unknown key foo"),
     "output_json in a multirun": (["-m", "seed=0,1", "output_json=out.json"],
                                   "error: output_json='out.json' is for single runs"),
+    "a per-job output_json in a multirun": (["-m", "seed=0,1", "output_json=out_${hydra:job.num}.json"],
+                                            "error: output_json='out_${hydra:job.num}.json' is for single runs"),
     "previewing a multirun": (["-m", "--cfg", "job", "+experiment=batch_study"],
                               "error: --cfg cannot preview a multirun (-m): drop -m"),
 }
