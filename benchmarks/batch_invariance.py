@@ -3,7 +3,8 @@
 The same --samples settings (temperature 0 to 1.5 against nucleus 1 to 0.05), --new tokens from one
 start token, drawn at each of --batches, with runtime.batch_invariant off and on; every batch size is
 compared with the first. GPT-2 124M's shape with random weights (near-flat distributions: the worst
-case), and the same with its output head scaled by 8 (peaked, more like a trained model).
+case), or --model-dir's model, and the same with its output head scaled by 8 (peaked, more like a
+trained model).
 
     python benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 1024 --batches 1024,64,16
     python benchmarks/batch_invariance.py --device cpu --dtype fp32 --samples 16 --batches 16,4,1 --new 8
@@ -44,9 +45,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--batches", default="1024,64,16")
     parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    flat = benchmark_model(None, args.device, DTYPES[args.dtype])
+    flat = benchmark_model(args.model_dir, args.device, DTYPES[args.dtype])
     peaked = copy.deepcopy(flat)
     peaked.lm_head.weight = torch.nn.Parameter(peaked.lm_head.weight.detach() * 8)  # untied: the head only
     batches = [int(b) for b in args.batches.split(",")]

@@ -59,8 +59,8 @@ class RecordingNative:
     def __getattr__(self, name):
         return getattr(self.native, name)
 
-    def __call__(self, ids, positions, cache, length):
-        logits = self.native(ids, positions, cache, length)
+    def __call__(self, ids, positions, cache, length, first_row=0):
+        logits = self.native(ids, positions, cache, length, first_row)
         self.steps.append(logits.cpu())
         return logits
 

@@ -48,11 +48,11 @@ def test_the_check_catches_a_loop_that_reads_the_wrong_uniform(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_batch_invariance_script_counts_identical_samples(tmp_path):
+def test_the_batch_invariance_script_counts_identical_samples(tiny_model_dir, tmp_path):
     output = tmp_path / "invariance.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batch_invariance.py"), "--device", "cpu",
-                             "--dtype", "fp32", "--samples", "8", "--batches", "8,3", "--new", "4", "--json",
-                             str(output)], capture_output=True, text=True, timeout=300)
+                             "--dtype", "fp32", "--samples", "8", "--batches", "8,3", "--new", "6", "--model-dir",
+                             str(tiny_model_dir), "--json", str(output)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(output.read_text())["rows"]
     assert [(row["model"], row["batch_invariant"]) for row in rows] == [
