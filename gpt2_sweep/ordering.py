@@ -73,9 +73,12 @@ def candidate_pick(probs, settings: RowSettings, uniforms, size):
         complete |= (settings.top_ks > 0) & (settings.top_ks <= exact)
     if settings.min_ps is not None:
         complete |= values[..., -1] < settings.min_ps.to(values.dtype) * values[..., 0]
-    keep = kept_in_order(values, settings) | keep_all.unsqueeze(-1)
+    keep = kept_in_order(values, settings, candidate_masses) | keep_all.unsqueeze(-1)
     kept = candidate_masses * keep
-    totals = torch.where(keep_all, masses(probs).sum(dim=-1), kept.sum(dim=-1))
+    # Rows that keep every token need the whole vocabulary's mass (this eager path may ask the host).
+    totals = kept.sum(dim=-1)
+    if bool(keep_all.any()):
+        totals = torch.where(keep_all, masses(probs).sum(dim=-1), totals)
     exceeds = kept.cumsum(dim=-1) > pick_limits(uniforms, totals).unsqueeze(-1)
     position = exceeds.to(torch.uint8).argmax(dim=-1)
     decided = complete & exceeds.any(dim=-1) & (position < exact)

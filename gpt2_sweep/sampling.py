@@ -33,8 +33,11 @@ def probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Ten
     # Shifted to a maximum of 0 before dividing, so that a tiny T gives -inf, not inf - inf = nan.
     shifted = logits - logits.amax(dim=-1, keepdim=True)
     probs = torch.softmax(shifted / torch.where(greedy, 1.0, temperatures), dim=-1)
-    one_hot = torch.zeros_like(probs).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
-    return torch.where(greedy, one_hot, probs)
+    # Compiled steps may not ask the host whether a row is greedy; eager ones skip the work when none is.
+    if torch.compiler.is_compiling() or bool(greedy.any()):
+        one_hot = torch.zeros_like(probs).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+        probs = torch.where(greedy, one_hot, probs)
+    return probs
 
 
 def masses(probs: torch.Tensor) -> torch.Tensor:
@@ -113,11 +116,11 @@ class RowSettings:
         return replace(self, **{name: values.to(device) for name, values in self.present().items()})
 
 
-def kept_in_order(values: torch.Tensor, settings: RowSettings) -> torch.Tensor:
+def kept_in_order(values: torch.Tensor, settings: RowSettings, value_masses=None) -> torch.Tensor:
     """Which positions of the descending `values` every filter keeps: the nucleus, the first top_k
     positions, the values at least min_p times the top one. Each keeps a leading set, the top token
-    always, so together they keep the shortest of those sets."""
-    keep = nucleus_mask(masses(values), settings.nuclei.to(values.dtype))
+    always, so together they keep the shortest of those sets. value_masses: masses(values), if at hand."""
+    keep = nucleus_mask(masses(values) if value_masses is None else value_masses, settings.nuclei.to(values.dtype))
     if settings.top_ks is not None:
         top_ks = settings.top_ks.unsqueeze(-1)
         keep &= (top_ks <= 0) | (torch.arange(values.shape[-1], device=values.device) < top_ks)
@@ -136,8 +139,9 @@ def sorted_pick(probs, settings, uniforms, order):
     """The rule over `order`, the rows' whole descending order (values, ids): the picked token ids
     and which tokens the filters keep, in vocabulary order."""
     values, ids = order
-    keep = kept_in_order(values, settings)
-    position = inverse_cdf_pick(masses(values) * keep, uniforms)
+    value_masses = masses(values)
+    keep = kept_in_order(values, settings, value_masses)
+    position = inverse_cdf_pick(value_masses * keep, uniforms)
     kept_in_vocab = torch.zeros_like(keep).scatter_(-1, ids, keep)
     return ids.gather(-1, position.unsqueeze(-1)).squeeze(-1), kept_in_vocab
 
