@@ -91,6 +91,7 @@ def test_same_seed_same_artifact_other_batch_size_same_samples(sweep_run, tiny_m
     assert without_time(first) == without_time(second)
 
 
+@pytest.mark.slow
 def test_a_multirun_writes_one_artifact_per_job_and_their_summary(tiny_model_dir, tmp_path):
     result = run_cli("-m", f"model.name={tiny_model_dir}", "sampler=temperature,nucleus", "num_samples=3",
                      "max_length=12", "prompt=The fox,A sweep", f"hydra.sweep.dir={tmp_path}")

@@ -45,6 +45,7 @@ def test_a_run_killed_mid_generation_leaves_no_artifact_and_reruns_cleanly(tiny_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".hydra") == []
 
 
+@pytest.mark.slow
 def test_rerunning_a_multirun_skips_finished_jobs_and_overwrite_regenerates(tiny_model_dir, tmp_path):
     overrides = ["-m", f"model.name={tiny_model_dir}", "sampler.temperature=true,false", "num_samples=2",
                  "max_length=8", f"hydra.sweep.dir={tmp_path}"]
