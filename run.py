@@ -2,22 +2,22 @@
 import sys
 from pathlib import Path
 
-from gpt2_sweep.interrupts import interrupts_as_one_line
+from gpt2_sweep.runner.interrupts import interrupts_as_one_line
 
 with interrupts_as_one_line():  # Ctrl-C while these import ends like Ctrl-C later on
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from gpt2_sweep.checks import check_before_loading
-    from gpt2_sweep.cli import check_command, usage_errors_as_one_line
-    from gpt2_sweep.jobs import failure_recorded
-    from gpt2_sweep.rundir import no_run_dir_left_when_refused
+    from gpt2_sweep.runner.checks import check_before_loading
+    from gpt2_sweep.runner.cli import check_command, usage_errors_as_one_line
+    from gpt2_sweep.runner.jobs import failure_recorded
+    from gpt2_sweep.runner.rundir import no_run_dir_left_when_refused
 
 
 def run_job(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> None:
     check_before_loading(cfg, multirun)
-    from gpt2_sweep.sweep import run_sweep  # torch and transformers take seconds to import
+    from gpt2_sweep.runner.sweep import run_sweep  # torch and transformers take seconds to import
 
     run_sweep(cfg, output_dir, overrides)
 

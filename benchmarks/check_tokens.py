@@ -30,10 +30,10 @@ import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
-from gpt2_sweep.engines import generate_static  # noqa: E402
-from gpt2_sweep.generation import CausalLM, generate  # noqa: E402
-from gpt2_sweep.native_models import native_model  # noqa: E402
-from gpt2_sweep.sampling import RowSettings, sample_step, shared_uniforms  # noqa: E402
+from gpt2_sweep.decoding.engines import generate_static  # noqa: E402
+from gpt2_sweep.decoding.generation import CausalLM, generate  # noqa: E402
+from gpt2_sweep.decoding.native_models import native_model  # noqa: E402
+from gpt2_sweep.decoding.sampling import RowSettings, sample_step, shared_uniforms  # noqa: E402
 
 
 class RecordingLM(CausalLM):

@@ -27,8 +27,8 @@ import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
-from gpt2_sweep.engines import choose_engine, decode  # noqa: E402
-from gpt2_sweep.sampling import RowSettings, shared_uniforms  # noqa: E402
+from gpt2_sweep.decoding.engines import choose_engine, decode  # noqa: E402
+from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
 
 
 def synchronize(device: str) -> None:

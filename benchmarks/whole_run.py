@@ -45,7 +45,7 @@ def smollm2_dir() -> str:
     sys.path.insert(0, str(REPO))
     from omegaconf import OmegaConf
 
-    from gpt2_sweep.loading import converted_gguf_dir
+    from gpt2_sweep.runner.loading import converted_gguf_dir
     return str(converted_gguf_dir(OmegaConf.load(REPO / "conf" / "model" / "smollm2.yaml")))
 
 

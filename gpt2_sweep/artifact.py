@@ -131,3 +131,17 @@ def holds_artifact_of(path: Path, config: dict) -> bool:
         raise UsageError(f"{path} holds the samples of another config ({shown}): overwrite=true "
                          "replaces them, or choose another hydra.run.dir / hydra.sweep.dir")
     return True
+
+
+def listed(jobs: list[str]) -> str:
+    """'job 0', 'jobs 0-3, 5': numbered jobs as ranges, any others by name."""
+    numbers = sorted(int(job) for job in jobs if job.isdigit())
+    ranges = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    parts = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in ranges]
+    parts += sorted(job for job in jobs if not job.isdigit())
+    return ("jobs " if len(jobs) > 1 else "job ") + ", ".join(parts)

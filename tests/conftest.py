@@ -96,7 +96,7 @@ def run_app(*arguments) -> subprocess.CompletedProcess:
     """`python run.py ARGUMENTS` in this process: the whole Hydra app, multiruns and their callbacks
     included, with the exit code it would end with, its stdout and stderr, but none of the seconds a
     new process spends importing. Hydra's logging set-up, sys.argv and HYDRA_FULL_ERROR are restored."""
-    import gpt2_sweep.interrupts
+    import gpt2_sweep.runner.interrupts
 
     argv, full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     root = logging.getLogger()
@@ -119,5 +119,5 @@ def run_app(*arguments) -> subprocess.CompletedProcess:
         os.environ.pop("HYDRA_FULL_ERROR", None)
         if full_error is not None:
             os.environ["HYDRA_FULL_ERROR"] = full_error
-        gpt2_sweep.interrupts._actions.clear()  # what the last run would have done on Ctrl-C
+        gpt2_sweep.runner.interrupts._actions.clear()  # what the last run would have done on Ctrl-C
     return subprocess.CompletedProcess(sys.argv, returncode, stdout.getvalue(), stderr.getvalue())

@@ -6,7 +6,7 @@ from hydra import compose, initialize_config_dir
 
 import gpt2_sweep
 from conftest import REPO
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.runner.sweep import run_sweep
 
 OLD_ARTIFACT = {  # the original script's keys only
     "metadata": {"model_name": "gpt2", "num_samples": 2, "max_length": 5, "nucleus": False,

@@ -4,8 +4,8 @@ import json
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO
-from gpt2_sweep.summarize import collect_rows, grid_medians, summarize
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.analysis.summary import collect_rows, grid_medians, summarize
+from gpt2_sweep.runner.sweep import run_sweep
 
 
 def sweep(tiny_model_dir, directory, *overrides):

@@ -2,14 +2,14 @@
 import pytest
 from hydra.errors import HydraException
 
-import gpt2_sweep.sweep
+import gpt2_sweep.runner.sweep
 from conftest import compose_config
 from gpt2_sweep.artifact import check_writable
-from gpt2_sweep.checks import check_before_loading
-from gpt2_sweep.cli import one_line
+from gpt2_sweep.runner.checks import check_before_loading
+from gpt2_sweep.runner.cli import one_line
 from gpt2_sweep.errors import UsageError
-from gpt2_sweep.keys import check_keys
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.runner.keys import check_keys
+from gpt2_sweep.runner.sweep import run_sweep
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def no_model_loading(monkeypatch):
     """Bad input must be found before the model loads."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad input was found")
-    monkeypatch.setattr(gpt2_sweep.sweep, "load_model", refuse)
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "load_model", refuse)
 
 
 BAD_INPUTS = [

@@ -5,12 +5,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import gpt2_sweep.module
+import gpt2_sweep.runner.module
 from conftest import REPO, tiny_gpt2
-from gpt2_sweep.engines import Engine, decode, generate_static
-from gpt2_sweep.generation import MIN_DECODE_ROWS, generate
-from gpt2_sweep.sampling import RowSettings, shared_uniforms
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.decoding.engines import Engine, decode, generate_static
+from gpt2_sweep.decoding.generation import MIN_DECODE_ROWS, generate
+from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
+from gpt2_sweep.runner.sweep import run_sweep
 
 TEMPERATURES = torch.linspace(0.0, 1.5, 16)
 NUCLEI = torch.linspace(0.05, 1.0, 16).flip(0)
@@ -42,14 +42,14 @@ def test_the_mode_gives_the_plain_paths_samples_at_every_batch_size(tiny_model_d
 
 def test_the_mode_survives_an_out_of_memory_split(tiny_model_dir, tmp_path, monkeypatch):
     plain = sweep(tiny_model_dir, tmp_path / "plain", "runtime.batch_invariant=true")
-    real = gpt2_sweep.module.decode
+    real = gpt2_sweep.runner.module.decode
 
     def out_of_memory_above_five(engine, model, prompt_ids, temperatures, *args, **kwargs):
         if len(temperatures) > 5:
             raise torch.OutOfMemoryError("simulated out of memory")
         return real(engine, model, prompt_ids, temperatures, *args, **kwargs)
 
-    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above_five)
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above_five)
     split = sweep(tiny_model_dir, tmp_path / "split", "runtime.batch_invariant=true")
     assert split["metadata"]["batch_size_after_out_of_memory"] == 4
     assert split["texts"] == plain["texts"]

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import REPO, artifact, compose_config, run_app, run_cli
-from gpt2_sweep.sampling import shared_uniforms
-from gpt2_sweep.summarize import METRICS
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.decoding.sampling import shared_uniforms
+from gpt2_sweep.analysis.summary import METRICS
+from gpt2_sweep.runner.sweep import run_sweep
 
 PROMPT = 'Émoji 🦊 "quoted" 日本語'
 ORIGINAL_METADATA = {"model_name", "num_samples", "max_length", "nucleus", "temperatures", "prompt", "p_values"}

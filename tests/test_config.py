@@ -6,9 +6,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import REPO
-from gpt2_sweep.devices import parse_ids, trainer_arguments
+from gpt2_sweep.runner.devices import parse_ids, trainer_arguments
 from gpt2_sweep.errors import UsageError
-from gpt2_sweep.options import read_options
+from gpt2_sweep.runner.options import read_options
 
 
 def config(*overrides):

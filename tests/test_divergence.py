@@ -6,8 +6,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO
 from gpt2_sweep import first_divergence
-from gpt2_sweep.loading import ModelSource, load_tokenizer
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.runner.loading import ModelSource, load_tokenizer
+from gpt2_sweep.runner.sweep import run_sweep
 
 P_VALUES = [0.11, 0.22, 0.33, 0.44, 0.55, 0.66]
 

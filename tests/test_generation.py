@@ -2,9 +2,10 @@
 import torch
 import torch.nn.functional as F
 
-from gpt2_sweep.generation import MIN_DECODE_ROWS, CausalLM, TransposedHead, generate
-from gpt2_sweep.sampling import RowSettings, shared_uniforms
-from gpt2_sweep.sweep import cut_at_stop, start_ids
+from gpt2_sweep.decoding.generation import MIN_DECODE_ROWS, CausalLM, TransposedHead, generate
+from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
+from gpt2_sweep.runner.records import cut_at_stop
+from gpt2_sweep.runner.sweep import start_ids
 from reference import SAFE_MARGIN, reference_pick
 
 TEMPERATURES = torch.tensor([0.0, 0.3, 0.7, 1.0, 1.2, 1.0])

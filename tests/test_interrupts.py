@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-import gpt2_sweep.module
+import gpt2_sweep.runner.module
 from conftest import REPO, artifact, compose_config
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.runner.sweep import run_sweep
 
 RESUME = "run the same command again to resume"
 
@@ -76,7 +76,7 @@ def test_lightning_catching_ctrl_c_is_an_interrupt_not_an_exit(tiny_model_dir, t
         raise KeyboardInterrupt
 
     handler = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(gpt2_sweep.module, "decode", interrupted)
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", interrupted)
     try:
         with pytest.raises(KeyboardInterrupt):
             run_sweep(compose_config(f"model.name={tiny_model_dir}", "max_length=8"), tmp_path)

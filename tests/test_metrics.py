@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2_sweep.generation import generate
-from gpt2_sweep.metrics import distinct_n, repetition, sample_metrics
-from gpt2_sweep.sampling import RowSettings, shared_uniforms
+from gpt2_sweep.decoding.generation import generate
+from gpt2_sweep.analysis.metrics import distinct_n, repetition, sample_metrics
+from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
 from reference import SAFE_MARGIN, reference_distribution
 
 

@@ -4,8 +4,9 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO
 from gpt2_sweep.errors import UsageError
-from gpt2_sweep.options import read_options
-from gpt2_sweep.sweep import ONE_LINE_SAMPLES, run_sweep
+from gpt2_sweep.runner.options import read_options
+from gpt2_sweep.runner.printing import ONE_LINE_SAMPLES
+from gpt2_sweep.runner.sweep import run_sweep
 
 
 def config(*overrides):

@@ -10,14 +10,14 @@ import pytest
 import torch
 from transformers import GPT2Config
 
-import gpt2_sweep.module
+import gpt2_sweep.runner.module
 from conftest import REPO, artifact, compose_config, run_app
 from gpt2_sweep.errors import UsageError
-from gpt2_sweep.memory import bytes_per_sample, fitting_batch_size, kv_bytes_per_position
-from gpt2_sweep.module import SamplingModule
-from gpt2_sweep.sampling import shared_uniforms
-from gpt2_sweep.schedules import sweep_settings
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.decoding.memory import bytes_per_sample, fitting_batch_size, kv_bytes_per_position
+from gpt2_sweep.runner.module import SamplingModule
+from gpt2_sweep.decoding.sampling import shared_uniforms
+from gpt2_sweep.runner.schedules import sweep_settings
+from gpt2_sweep.runner.sweep import run_sweep
 
 
 def read_summary_rows(directory):
@@ -109,7 +109,7 @@ def test_a_failing_job_writes_error_json_and_the_others_still_run(tiny_model_dir
 
 
 def out_of_memory_above(limit, calls):
-    real = gpt2_sweep.module.decode
+    real = gpt2_sweep.runner.module.decode
 
     def limited(engine, model, prompt_ids, temperatures, *args, **kwargs):
         calls.append(len(temperatures))
@@ -129,7 +129,7 @@ def sampling_module(model, tokenizer, count=6):
 def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch):
     expected = sampling_module(tiny_model, tokenizer).sample(torch.arange(6)).tokens
     calls = []
-    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above(2, calls))
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(2, calls))
     module = sampling_module(tiny_model, tokenizer)
     assert torch.equal(module.sample(torch.arange(6)).tokens, expected)
     assert module.max_rows == 2 and calls[:2] == [6, 3]
@@ -141,7 +141,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokeni
 def test_the_artifact_records_the_batch_an_out_of_memory_error_left(tiny_model_dir, tmp_path, monkeypatch):
     cfg = compose_config(f"model.name={tiny_model_dir}", "sampler=both", "num_samples=6", "max_length=12")
     run_sweep(cfg, tmp_path / "plain")
-    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above(2, []))
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(2, []))
     run_sweep(cfg, tmp_path / "backed-off")
     plain, backed_off = artifact(tmp_path / "plain"), artifact(tmp_path / "backed-off")
     assert plain["metadata"]["batch_size_after_out_of_memory"] is None
@@ -151,7 +151,7 @@ def test_the_artifact_records_the_batch_an_out_of_memory_error_left(tiny_model_d
 
 
 def test_out_of_memory_with_one_sample_is_raised(tiny_model, tokenizer, monkeypatch):
-    monkeypatch.setattr(gpt2_sweep.module, "decode", out_of_memory_above(0, []))
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(0, []))
     with pytest.raises(torch.OutOfMemoryError):
         sampling_module(tiny_model, tokenizer).sample(torch.arange(3))
 

@@ -4,9 +4,9 @@ import torch
 
 from conftest import artifact, compose_config
 from gpt2_sweep.errors import UsageError
-from gpt2_sweep.sampling import shared_uniforms
-from gpt2_sweep.schedules import BOTH_OFF_WARNING
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.decoding.sampling import shared_uniforms
+from gpt2_sweep.runner.schedules import BOTH_OFF_WARNING
+from gpt2_sweep.runner.sweep import run_sweep
 
 
 def run(tmp_path, *overrides) -> dict:

@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 from transformers.generation.logits_process import (MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
                                                     TopPLogitsWarper)
 
-from gpt2_sweep.ordering import candidate_step, sort_descending
-from gpt2_sweep.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
+from gpt2_sweep.decoding.ordering import candidate_step, sort_descending
+from gpt2_sweep.decoding.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
                                  sample_step, select_tokens, shared_uniforms, sorted_probabilities)
-from gpt2_sweep.threshold_search import search_step
+from gpt2_sweep.decoding.threshold_search import search_step
 from reference import SAFE_MARGIN, reference_pick
 
 

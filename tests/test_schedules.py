@@ -1,6 +1,6 @@
 import pytest
 
-from gpt2_sweep.schedules import (BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING, SEVERAL_PAIRED_WARNING, Setting,
+from gpt2_sweep.runner.schedules import (BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING, SEVERAL_PAIRED_WARNING, Setting,
                                   sweep_settings)
 
 

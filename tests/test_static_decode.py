@@ -5,12 +5,12 @@ from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalL
 
 from conftest import tiny_gpt2
 from reference import reference_pick
-from gpt2_sweep.engines import Engine, choose_engine, decode, generate_static
-from gpt2_sweep.generation import generate
-from gpt2_sweep.native_models import native_model
-from gpt2_sweep.sampling import RowSettings, shared_uniforms
-from gpt2_sweep.static_decode import DecodeState, bucket, decode_one_token, prefill
-from gpt2_sweep.threshold_search import search_step
+from gpt2_sweep.decoding.engines import Engine, choose_engine, decode, generate_static
+from gpt2_sweep.decoding.generation import generate
+from gpt2_sweep.decoding.native_models import native_model
+from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
+from gpt2_sweep.decoding.static_decode import DecodeState, bucket, decode_one_token, prefill
+from gpt2_sweep.decoding.threshold_search import search_step
 
 TEMPERATURES = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 0.8])
 NUCLEI = torch.tensor([1.0, 0.9, 0.5, 1.0, 0.99, 1.0, 0.0])  # greedy rows, nucleus 0 and 1

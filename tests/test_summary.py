@@ -8,9 +8,10 @@ import sys
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, compose_config
-from gpt2_sweep.summarize import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid, main,
-                                  summarize, write_markdown)
-from gpt2_sweep.sweep import run_sweep
+from gpt2_sweep.analysis.summary import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid,
+                                         summarize, write_markdown)
+from gpt2_sweep.summarize import main
+from gpt2_sweep.runner.sweep import run_sweep
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifact import ARTIFACT_NAME, read_artifact, sample_settings
+from ..artifact import ARTIFACT_NAME, read_artifact, sample_settings
 from .divergence import Divergence, Pick, first_divergence  # noqa: F401 - the analysis API
 
 RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt", "seed", "sample")

@@ -10,8 +10,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from .artifact import ARTIFACT_NAME, read_artifact, read_json, write_json_atomic
-from .errors import UsageError
+from ..artifact import ARTIFACT_NAME, listed, read_artifact, read_json, write_json_atomic
+from ..errors import UsageError
 from .interrupts import forget, when_interrupted
 
 ERROR_NAME = "error.json"
@@ -125,17 +125,3 @@ class FailedJobsReport(Callback):
 
 def names(jobs: list[Path], sweep_dir: Path) -> list[str]:
     return [job.relative_to(sweep_dir).as_posix() for job in jobs]
-
-
-def listed(jobs: list[str]) -> str:
-    """'job 0', 'jobs 0-3, 5': numbered jobs as ranges, any others by name."""
-    numbers = sorted(int(job) for job in jobs if job.isdigit())
-    ranges = []
-    for number in numbers:
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    parts = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in ranges]
-    parts += sorted(job for job in jobs if not job.isdigit())
-    return ("jobs " if len(jobs) > 1 else "job ") + ", ".join(parts)

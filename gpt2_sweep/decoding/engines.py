@@ -7,8 +7,7 @@ import torch
 from .generation import MIN_DECODE_ROWS, Generated, generate
 from .native_models import native_model
 from .ordering import candidate_step
-from .static_decode import (CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill,
-                            stop_position)
+from .static_decode import CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill, stop_position
 from .threshold_search import search_step
 
 log = logging.getLogger(__name__)

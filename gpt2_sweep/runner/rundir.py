@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from .errors import UsageError
+from ..errors import UsageError
 from .interrupts import when_interrupted
 
 HYDRA_FILES = {"config.yaml", "hydra.yaml", "overrides.yaml"}

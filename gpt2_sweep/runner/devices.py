@@ -5,7 +5,7 @@ before the seconds it takes to import.
 """
 from collections.abc import Sequence
 
-from .errors import UsageError
+from ..errors import UsageError
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 STRATEGIES = ("auto", "ddp_spawn")

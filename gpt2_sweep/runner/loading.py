@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .errors import UsageError
+from ..errors import UsageError
 from .options import boolean
 
 OFFLINE_HINT = "model=smollm2 works offline"

@@ -12,23 +12,21 @@ import torch
 from omegaconf import OmegaConf
 from transformers.utils import logging as transformers_logging
 
-from . import __version__
-from .artifact import (ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions,
-                       sample_settings, write_json_atomic)
+from .. import __version__
+from ..analysis.divergence import divergence_from_reference
+from ..artifact import ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions, write_json_atomic
+from ..decoding.memory import gpu_batch_size
+from ..decoding.sampling import shared_uniforms
+from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
-from .divergence import divergence_from_reference
-from .errors import UsageError
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
-from .memory import gpu_batch_size
-from .metrics import sample_metrics
 from .options import RunOptions, read_options
-from .sampling import shared_uniforms
+from .printing import print_samples
+from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
 
 log = logging.getLogger(__name__)
 RANK_DIR_PREFIX = ".ranks-"
-# Beyond print_samples, this many samples get one line each; the rest are only counted.
-ONE_LINE_SAMPLES = 20
 
 
 def start_ids(tokenizer, prompt: str | None) -> list[int]:
@@ -52,49 +50,6 @@ def check_length(options: RunOptions, prompt_length: int, context: int | None) -
     if context is not None and options.max_length > context:
         raise UsageError(f"max_length={options.max_length} is not allowed: the model takes at most "
                          f"{context} tokens")
-
-
-def cut_at_stop(tokens: list[int], prompt_length: int, stop_token_id) -> list[int]:
-    """Tokens up to and including the first generated stop token."""
-    if stop_token_id is None or stop_token_id not in tokens[prompt_length:]:
-        return tokens
-    return tokens[:tokens.index(stop_token_id, prompt_length) + 1]
-
-
-def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_id,
-                  axes=("temperature", "nucleus")) -> dict:
-    """One entry of the artifact's texts: settings (those of `axes`), text, tokens and metrics of a
-    one-row batch."""
-    tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
-    steps = len(tokens) - prompt_length
-    logprobs = generated.logprobs[0, :steps]
-    return {
-        "nucleus": setting.nucleus,
-        "temperature": setting.temperature,
-        **{name: getattr(setting, name) for name in axes if name not in ("temperature", "nucleus")},
-        "text": tokenizer.decode(tokens, skip_special_tokens=True),
-        "continuation": tokenizer.decode(tokens[prompt_length:], skip_special_tokens=True),
-        "tokens": tokens,
-        "prompt_tokens": prompt_length,
-        "metrics": sample_metrics(tokens[prompt_length:], logprobs.tolist(),
-                                  generated.entropies[0, :steps].tolist(),
-                                  generated.support_sizes[0, :steps].tolist()),
-        "token_logprobs": shortest_floats(logprobs),
-        "token_strings": token_strings(tokenizer, tokens[prompt_length:]),
-    }
-
-
-def shortest_floats(values: torch.Tensor) -> list[float]:
-    """Each value as the shortest decimal that reads back as the same value of its dtype: float32
-    log-probabilities take half the characters of their float64 repr, and lose nothing."""
-    return [float(str(value)) for value in values.cpu().numpy()]
-
-
-def token_strings(tokenizer, ids: list[int]) -> list[str]:
-    """Each token decoded on its own, special tokens shown: ' fox' rather than byte-level BPE's
-    'Ġfox'. A character split over several byte tokens shows as U+FFFD in each of them."""
-    return tokenizer.batch_decode([[token] for token in ids], skip_special_tokens=False,
-                                  clean_up_tokenization_spaces=False)
 
 
 def quiet_libraries() -> None:
@@ -243,41 +198,3 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
-
-
-def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
-    """The first `in_full` samples in full, the next ONE_LINE_SAMPLES one line each, then how many
-    more the artifact holds; nothing with in_full=0."""
-    if in_full == 0:
-        return
-    printed_in_full = texts[:in_full]
-    for number, sample in enumerate(printed_in_full, start=1):
-        print(f"\n--- Sample {number} ({settings_label(sample, ', ')}) ---")
-        print(sample["text"])
-    print()
-    one_line = texts[in_full:in_full + ONE_LINE_SAMPLES]
-    if one_line:
-        print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {len(texts)}, continuations only "
-              "(print_samples=N prints N in full):")
-        print_one_line_each(one_line, in_full + 1)
-    rest = len(texts) - len(printed_in_full) - len(one_line)
-    if rest:
-        print(f"... and {rest} more samples in {artifact_path}")
-
-
-def settings_label(sample: dict, separator: str) -> str:
-    """'temperature=0.4, nucleus=0.9' and any other setting, temperature first as on the command line."""
-    settings = sample_settings(sample)
-    keys = sorted(settings, key=lambda key: (key != "temperature", key != "nucleus"))
-    return separator.join(f"{key}={settings[key]:.3g}" if isinstance(settings[key], float)
-                          else f"{key}={settings[key]}" for key in keys)
-
-
-def print_one_line_each(samples: list[dict], first_number: int) -> None:
-    """Number, settings (aligned) and the continuation's repr, cut to the terminal's width."""
-    width = max(60, shutil.get_terminal_size().columns)
-    labels = [settings_label(sample, " ") for sample in samples]
-    label_width = max(map(len, labels))
-    for number, (label, sample) in enumerate(zip(labels, samples), start=first_number):
-        line = f"{number:>5}  {label:<{label_width}}  {sample['continuation']!r}"
-        print(line if len(line) <= width else line[:width - 1] + "…")

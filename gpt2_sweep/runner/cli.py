@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 
-from .errors import UsageError
+from ..errors import UsageError
 from .keys import known_keys, unknown_key_error
 
 

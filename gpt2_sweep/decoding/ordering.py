@@ -9,8 +9,18 @@ import math
 
 import torch
 
-from .sampling import (RowSettings, Step, descending, kept_in_order, masses, nucleus_limits, pick_limits,
-                       prepared, sorted_pick, step_of)
+from .sampling import (
+    RowSettings,
+    Step,
+    descending,
+    kept_in_order,
+    masses,
+    nucleus_limits,
+    pick_limits,
+    prepared,
+    sorted_pick,
+    step_of,
+)
 
 CANDIDATES = 1024
 

@@ -7,9 +7,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from .engines import choose_engine, decode
-from .generation import Generated
-from .sampling import RowSettings
+from ..decoding.engines import choose_engine, decode
+from ..decoding.generation import Generated
+from ..decoding.sampling import RowSettings
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from .artifact import check_writable
+from ..artifact import check_writable
+from ..errors import UsageError
 from .cli import usage_errors_as_one_line
 from .devices import read_devices
-from .errors import UsageError
 from .keys import check_keys
 from .options import read_options
 

@@ -1,0 +1,1 @@
+"""The decoding engine: the sampling rule, the decode loops and the native forwards (torch only)."""

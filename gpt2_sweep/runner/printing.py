@@ -1,0 +1,46 @@
+"""What a run prints of its samples: some in full, the next one line each, the rest counted."""
+import shutil
+from pathlib import Path
+
+from ..artifact import sample_settings
+
+# Beyond print_samples, this many samples get one line each; the rest are only counted.
+ONE_LINE_SAMPLES = 20
+
+
+def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
+    """The first `in_full` samples in full, the next ONE_LINE_SAMPLES one line each, then how many
+    more the artifact holds; nothing with in_full=0."""
+    if in_full == 0:
+        return
+    printed_in_full = texts[:in_full]
+    for number, sample in enumerate(printed_in_full, start=1):
+        print(f"\n--- Sample {number} ({settings_label(sample, ', ')}) ---")
+        print(sample["text"])
+    print()
+    one_line = texts[in_full:in_full + ONE_LINE_SAMPLES]
+    if one_line:
+        print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {len(texts)}, continuations only "
+              "(print_samples=N prints N in full):")
+        print_one_line_each(one_line, in_full + 1)
+    rest = len(texts) - len(printed_in_full) - len(one_line)
+    if rest:
+        print(f"... and {rest} more samples in {artifact_path}")
+
+
+def settings_label(sample: dict, separator: str) -> str:
+    """'temperature=0.4, nucleus=0.9' and any other setting, temperature first as on the command line."""
+    settings = sample_settings(sample)
+    keys = sorted(settings, key=lambda key: (key != "temperature", key != "nucleus"))
+    return separator.join(f"{key}={settings[key]:.3g}" if isinstance(settings[key], float)
+                          else f"{key}={settings[key]}" for key in keys)
+
+
+def print_one_line_each(samples: list[dict], first_number: int) -> None:
+    """Number, settings (aligned) and the continuation's repr, cut to the terminal's width."""
+    width = max(60, shutil.get_terminal_size().columns)
+    labels = [settings_label(sample, " ") for sample in samples]
+    label_width = max(map(len, labels))
+    for number, (label, sample) in enumerate(zip(labels, samples), start=first_number):
+        line = f"{number:>5}  {label:<{label_width}}  {sample['continuation']!r}"
+        print(line if len(line) <= width else line[:width - 1] + "…")
