@@ -8,9 +8,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import gpt2_sweep
-from conftest import artifact, compose_config
+from conftest import artifact, compose_config, run_cli
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.decoding.sampling import RowSettings, derived_seed, sample_uniforms, shared_uniforms
+from gpt2_sweep.runner.module import SamplingModule
 from gpt2_sweep.runner.prompts import Prompt
 from gpt2_sweep.runner.schedules import Setting
 from gpt2_sweep.runner.study import Study
@@ -142,3 +143,26 @@ def test_slices_of_a_study_run_as_jobs_load_as_the_whole_study(study_dir, tiny_m
     columns = ["prompt_index", "prompt", "reference", "draw", "temperature", "text"]
     assert sliced[columns].equals(whole[columns])
     assert [list(t) for t in sliced.tokens] == [list(t) for t in whole.tokens]
+
+
+def test_a_batch_of_rows_from_several_groups_in_any_order_gives_each_samples_tokens(tiny_model, tokenizer):
+    prompts = [Prompt(index, text) for index, text in enumerate(PROMPTS)]
+    study = Study.crossed(prompts, [tokenizer.encode(p) for p in PROMPTS], 2,
+                          [Setting(temperature=0.0), Setting(temperature=1.2)], NEW_TOKENS, 0)
+    module = SamplingModule(tiny_model, study)
+    in_order = module.sample(torch.arange(len(study)))
+    shuffled = torch.tensor([7, 0, 11, 2, 5, 9, 1])  # as a rank of a DistributedSampler may get them
+    assert torch.equal(module.sample(shuffled).tokens, in_order.tokens[shuffled])
+    assert in_order.tokens.shape == (12, NEW_TOKENS)  # the generated tokens only
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_gives_the_one_process_study(study_dir, tiny_model_dir, prompt_file, tmp_path):
+    result = run_cli(f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2", "print_samples=0",
+                     f"prompts={prompt_file}", "prompt_set.reference_column=human", "draws=2",
+                     f"max_new_tokens={NEW_TOKENS}", "devices=ddp", "devices.accelerator=cpu", "devices.ids=2",
+                     "batch_size=3", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    one, two = gpt2_sweep.load(study_dir), gpt2_sweep.load(tmp_path)
+    assert [list(t) for t in two.tokens] == [list(t) for t in one.tokens]
+    assert list(two.prompt_index) == list(one.prompt_index) and list(two.draw) == list(one.draw)
