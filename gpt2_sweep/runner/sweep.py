@@ -178,7 +178,8 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
     print_samples(texts, options.print_samples, artifact_path)
-    print(f"Samples written to {artifact_path}"
+    written = f"{output_dir / SAMPLES_TABLE_NAME} (metadata: {artifact_path})" if options.study else artifact_path
+    print(f"Samples written to {written}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
 
