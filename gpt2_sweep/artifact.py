@@ -9,9 +9,12 @@ from pathlib import Path
 from .errors import UsageError
 
 ARTIFACT_NAME = "samples.json"
+# A study's samples (a prompt set, or several draws): one row per sample, beside samples.json, whose
+# metadata.samples_file names it and whose texts is null.
+SAMPLES_TABLE_NAME = "samples.parquet"
 # The keys of a text entry that describe what was drawn; every other key is one of its settings.
-SAMPLE_FIELDS = ("text", "continuation", "tokens", "prompt_tokens", "token_logprobs", "token_strings",
-                 "metrics")
+SAMPLE_FIELDS = ("prompt_index", "draw", "text", "continuation", "tokens", "prompt_tokens", "token_logprobs",
+                 "token_strings", "metrics")
 # Config keys that leave the samples as they are: a run resumed with other values is the same run.
 SAMPLE_NEUTRAL_KEYS = ("overwrite", "print_samples")
 PACKAGES = ("torch", "transformers", "lightning", "hydra-core", "omegaconf", "tokenizers")
@@ -79,6 +82,25 @@ def write_json_atomic(path: Path, document: dict) -> None:
         raise
 
 
+def write_table_atomic(path: Path, records: list[dict]) -> None:
+    """Records (one per sample, metrics a nested dict) as a Parquet table, written as write_json_atomic."""
+    import pyarrow as pa  # noqa: PLC0415 - studies only: the import takes a while
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    try:
+        pq.write_table(pa.Table.from_pylist(records), temporary)
+        with open(temporary, "rb") as stream:
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def read_json(path: Path) -> dict | None:
     """The JSON object in path, or None where there is none or it does not parse."""
     try:
@@ -90,9 +112,13 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_artifact(path: Path) -> dict | None:
-    """The artifact at path, or None where there is none or it is not a complete one."""
+    """The artifact at path, or None where there is none or it is not a complete one (a study's
+    samples.json without its samples file)."""
     document = read_json(path)
     if document is None or not {"metadata", "texts"} <= set(document):
+        return None
+    samples_file = document["metadata"].get("samples_file")
+    if document["texts"] is None and not (samples_file and (Path(path).parent / samples_file).is_file()):
         return None
     return document
 

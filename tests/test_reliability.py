@@ -15,8 +15,9 @@ from conftest import REPO, artifact, compose_config, run_app
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.decoding.memory import bytes_per_sample, fitting_batch_size, kv_bytes_per_position
 from gpt2_sweep.runner.module import SamplingModule
-from gpt2_sweep.decoding.sampling import shared_uniforms
+from gpt2_sweep.runner.prompts import Prompt
 from gpt2_sweep.runner.schedules import sweep_settings
+from gpt2_sweep.runner.study import Study
 from gpt2_sweep.runner.sweep import run_sweep
 
 
@@ -122,8 +123,8 @@ def out_of_memory_above(limit, calls):
 def sampling_module(model, tokenizer, count=6):
     settings, _ = sweep_settings({"temperature": True, "nucleus": True},
                                  {"temperature": (0.0, 1.2), "nucleus": (0.2, 1.0)}, {}, count)
-    prompt = torch.tensor(tokenizer.encode("The quick"))
-    return SamplingModule(model, prompt, settings, shared_uniforms(0, 19), 20)
+    prompt = tokenizer.encode("The quick")
+    return SamplingModule(model, Study.crossed([Prompt(0, "The quick")], [prompt], 1, settings, 20 - len(prompt), 0))
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch):

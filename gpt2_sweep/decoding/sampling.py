@@ -7,6 +7,7 @@ probability, so every cumulative sum the rule compares is an exact integer: a fu
 candidates (ordering.py) and a threshold search (threshold_search.py) pick the same tokens on any
 device, whatever the order in which they add.
 """
+import hashlib
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -18,6 +19,23 @@ def shared_uniforms(seed: int, count: int) -> torch.Tensor:
     """The run's one vector of uniforms in [0, 1), drawn on the CPU so that every device agrees."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     return torch.rand(count, generator=generator, dtype=torch.float32)
+
+
+def derived_seed(seed: int, prompt_index: int, draw: int) -> int:
+    """The seed of (prompt_index, draw)'s vector: the first 8 bytes, big-endian, of the SHA-256 of
+    "gpt2_sweep uniforms {seed} {prompt_index} {draw}"; (0, 0) keeps the run's seed."""
+    if (prompt_index, draw) == (0, 0):
+        return seed
+    digest = hashlib.sha256(f"gpt2_sweep uniforms {seed} {prompt_index} {draw}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def sample_uniforms(seed: int, prompt_index: int, draw: int, count: int) -> torch.Tensor:
+    """The vector the samples of one (prompt, draw) share: shared_uniforms(derived_seed(...), count),
+    where prompt_index is the prompt's index in its whole set and count = prompt tokens + new tokens - 1
+    (the token at position t, the prompt counted, reads u[t - 1]). Prompt 0's draw 0 is the run's one
+    vector of a one-prompt run; every other pair gets a stream of its own."""
+    return shared_uniforms(derived_seed(seed, prompt_index, draw), count)
 
 
 def sampling_dtype(dtype: torch.dtype) -> torch.dtype:

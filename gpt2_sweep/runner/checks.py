@@ -8,6 +8,7 @@ from .cli import usage_errors_as_one_line
 from .devices import read_devices
 from .keys import check_keys
 from .options import read_options
+from .prompts import check_prompt_set
 
 
 def output_json_in_a_multirun(value) -> UsageError:
@@ -17,11 +18,13 @@ def output_json_in_a_multirun(value) -> UsageError:
 
 
 def check_before_loading(cfg, multirun: bool = False) -> None:
-    """Keys, values, device names and output_json's path: what run_sweep would refuse only after the
+    """Keys, values, device names, the prompt set's file and output_json's path: what run_sweep would refuse only after the
     imports (it checks them again, for callers that come in without this)."""
     check_keys(cfg)
     options = read_options(cfg)
     read_devices(cfg.devices)
+    if options.prompt_set is not None:
+        check_prompt_set(options.prompt_set, options.seed)
     if options.output_json is not None:
         if multirun:
             raise output_json_in_a_multirun(cfg.output_json)

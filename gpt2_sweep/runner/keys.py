@@ -13,7 +13,7 @@ from ..errors import UsageError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 CONFIG_NAME = "config"
-GROUPS = ("model", "sampler", "devices")
+GROUPS = ("model", "sampler", "devices", "prompt_set")  # nodes whose inner keys are checked too
 
 
 def dotted_keys(cfg) -> set[str]:

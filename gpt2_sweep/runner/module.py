@@ -1,4 +1,5 @@
-"""The Lightning side: a dataset of sample indices and a module whose predict_step samples them."""
+"""The Lightning side: a dataset of sample indices and a module whose predict_step samples them
+(generated tokens only, the prompt left out)."""
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..decoding.engines import choose_engine, decode
 from ..decoding.generation import Generated
 from ..decoding.sampling import RowSettings
+from .study import Study
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +29,39 @@ class SampleIndices(Dataset):
         return index
 
 
+def generated_only(drawn: Generated, prompt_length: int) -> Generated:
+    """Today's decode returns the prompt's tokens too; the batched decode, the generated ones only."""
+    return Generated(drawn.tokens[:, prompt_length:], drawn.logprobs, drawn.entropies, drawn.support_sizes)
+
+
+def decode_rows(engine, model, study: Study, vectors, settings: RowSettings, samples: torch.Tensor,
+                stop_token_id=None, on_step=None) -> Generated:
+    """The study's `samples` (generated tokens only), rows in the order of `samples`.
+
+    The one place that calls decode. Today's decode takes one prompt and one vector of uniforms per
+    call: one call per (prompt, draw) group. The batched decode (decoding/prompts.py) takes them all
+    in one call: decode(engine, model, PromptBatch([g.ids...], of_row), settings.rows(samples),
+    study.row_uniforms(vectors, groups), study.new_tokens, stop_token_id, on_step).
+    """
+    groups = study.group_of(samples)
+    order = torch.argsort(groups, stable=True)
+    parts = []
+    for group in groups[order].unique_consecutive().tolist():
+        rows = order[groups[order] == group]
+        ids = study.groups[group].ids
+        drawn = decode(engine, model, torch.tensor(ids), settings.rows(samples[rows]), vectors[group],
+                       len(ids) + study.new_tokens, stop_token_id, on_step=on_step)
+        parts.append(generated_only(drawn, len(ids)))
+    return Generated.cat(parts, pad_token=stop_token_id or 0).rows(torch.argsort(order))
+
+
 class SamplingModule(L.LightningModule):
-    def __init__(self, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None, compile_setting="auto",
-                 batch_invariant=False):
+    def __init__(self, model, study: Study, stop_token_id=None, compile_setting="auto", batch_invariant=False):
         super().__init__()
         self.model = model
-        self.prompt_ids = prompt_ids
-        self.settings = RowSettings.of(settings)
-        self.uniforms = uniforms
-        self.max_length = max_length
+        self.study = study
+        self.settings = RowSettings.of(study.sample_settings())
+        self.vectors = study.vectors()
         self.stop_token_id = stop_token_id
         self.max_rows = None  # set after an out-of-memory error
         self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
@@ -45,7 +71,7 @@ class SamplingModule(L.LightningModule):
     def on_predict_start(self):
         """A bar counting generated tokens (rank 0's share; shown on a terminal only)."""
         from tqdm.auto import tqdm
-        new_tokens = len(self.settings) * (self.max_length - len(self.prompt_ids)) // self.trainer.world_size
+        new_tokens = len(self.study) * self.study.new_tokens // self.trainer.world_size
         self.progress = tqdm(total=new_tokens, unit="tok", desc="Generating", leave=False, dynamic_ncols=True,
                              disable=None if self.trainer.is_global_zero else True)
 
@@ -64,9 +90,8 @@ class SamplingModule(L.LightningModule):
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
         self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
         try:
-            return decode(self.engine, self.model, self.prompt_ids, self.settings.rows(indices),
-                          self.uniforms, self.max_length, self.stop_token_id,
-                          on_step=self.progress.update if self.progress else None).cpu()
+            return decode_rows(self.engine, self.model, self.study, self.vectors, self.settings, indices,
+                               self.stop_token_id, on_step=self.progress.update if self.progress else None).cpu()
         except torch.OutOfMemoryError:
             if len(indices) == 1:
                 raise

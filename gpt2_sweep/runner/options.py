@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from .prompts import PromptSetOptions, read_prompt_set_options
 from .schedules import AXES, NEUTRAL, SCHEDULES
 
 
@@ -49,7 +50,14 @@ class RunOptions:
     compile: str | bool
     batch_invariant: bool
     print_samples: int
+    prompt_set: PromptSetOptions | None = None  # prompts=FILE
+    draws: int = 1
+    max_new_tokens: int | None = None
 
+    @property
+    def study(self) -> bool:
+        """A prompt set or several draws: the artifact of a study (samples.parquet beside samples.json)."""
+        return self.prompt_set is not None or self.draws > 1
 
     @property
     def temperature(self) -> bool:
@@ -120,6 +128,20 @@ def read_options(cfg) -> RunOptions:
     if schedule not in SCHEDULES:
         raise UsageError(f"sampler.schedule={schedule!r} is not allowed: one of {', '.join(SCHEDULES)}")
     sweeps, ranges, values = sampler_axes(sampler)
+    prompt_set = read_prompt_set_options(cfg)
+    draws = cfg.get("draws", 1)
+    if not is_int(draws) or draws < 1:
+        raise UsageError(f"draws={draws!r} is not allowed: an integer >= 1 (independent draws per prompt)")
+    max_new_tokens = cfg.get("max_new_tokens")
+    if max_new_tokens is not None and (not is_int(max_new_tokens) or max_new_tokens < 1):
+        raise UsageError(f"max_new_tokens={max_new_tokens!r} is not allowed: an integer >= 1, or null "
+                         "(then max_length, the prompt's tokens included, sets the length)")
+    if prompt_set is not None and max_new_tokens is None:
+        raise UsageError(f"{prompt_set.shown} needs max_new_tokens=N, the tokens generated after each "
+                         "prompt: max_length counts the prompt's tokens, and the set's prompts differ in length")
+    if output_json and (prompt_set is not None or draws > 1):
+        raise UsageError(f"output_json={output_json!r} is for runs of one prompt and one draw: a study's "
+                         "samples go to samples.parquet beside samples.json in the run dir")
     return RunOptions(
         num_samples=num_samples,
         max_length=max_length,
@@ -136,4 +158,7 @@ def read_options(cfg) -> RunOptions:
         compile=compile_setting,
         batch_invariant=boolean(cfg.get("runtime", {}).get("batch_invariant", False), "runtime.batch_invariant"),
         print_samples=print_samples,
+        prompt_set=prompt_set,
+        draws=draws,
+        max_new_tokens=max_new_tokens,
     )

@@ -11,17 +11,19 @@ def cut_at_stop(tokens: list[int], prompt_length: int, stop_token_id) -> list[in
     return tokens[:tokens.index(stop_token_id, prompt_length) + 1]
 
 
-def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_id,
-                  axes=("temperature", "nucleus")) -> dict:
-    """One entry of the artifact's texts: settings (those of `axes`), text, tokens and metrics of a
-    one-row batch."""
-    tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
+def sample_record(setting, generated, tokenizer, prompt_ids: list[int], stop_token_id,
+                  axes=("temperature", "nucleus"), group=None) -> dict:
+    """One entry of the artifact's texts: settings (those of `axes`), the prompt index and draw of a
+    study's `group` (study.Group), text, tokens and metrics of a one-row batch of generated tokens."""
+    prompt_length = len(prompt_ids)
+    tokens = cut_at_stop(list(prompt_ids) + generated.tokens[0].tolist(), prompt_length, stop_token_id)
     steps = len(tokens) - prompt_length
     logprobs = generated.logprobs[0, :steps]
     return {
         "nucleus": setting.nucleus,
         "temperature": setting.temperature,
         **{name: getattr(setting, name) for name in axes if name not in ("temperature", "nucleus")},
+        **({"prompt_index": group.prompt.index, "draw": group.draw} if group is not None else {}),
         "text": tokenizer.decode(tokens, skip_special_tokens=True),
         "continuation": tokenizer.decode(tokens[prompt_length:], skip_special_tokens=True),
         "tokens": tokens,

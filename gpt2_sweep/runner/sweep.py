@@ -1,4 +1,4 @@
-"""One sweep: check the options, load the model, sample on a schedule, write samples.json."""
+"""One sweep: check the options, load the model, sample every prompt x draw x setting, write the artifact."""
 import logging
 import platform
 import shutil
@@ -14,19 +14,23 @@ from transformers.utils import logging as transformers_logging
 
 from .. import __version__
 from ..analysis.divergence import divergence_from_reference
-from ..artifact import ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions, write_json_atomic
+from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_writable, holds_artifact_of, library_versions,
+                        write_json_atomic, write_table_atomic)
 from ..decoding.memory import gpu_batch_size
-from ..decoding.sampling import shared_uniforms
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
 from .options import RunOptions, read_options
 from .printing import print_samples
+from .prompts import Prompt, read_prompt_set
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
+from .study import Study
 
 log = logging.getLogger(__name__)
 RANK_DIR_PREFIX = ".ranks-"
+UNIFORMS_RULE = ("gpt2_sweep.decoding.sampling.sample_uniforms(seed, prompt_index, draw, "
+                 "prompt_tokens + max_new_tokens - 1); new token k reads u[prompt_tokens + k - 1]")
 
 
 def start_ids(tokenizer, prompt: str | None) -> list[int]:
@@ -41,15 +45,47 @@ def start_ids(tokenizer, prompt: str | None) -> list[int]:
 
 
 def check_length(options: RunOptions, prompt_length: int, context: int | None) -> None:
+    """One prompt's length against max_length (or max_new_tokens) and the model's context."""
     if context is not None and prompt_length >= context:
         raise UsageError(f"prompt is {prompt_length} tokens long: the model takes at most {context} "
                          "tokens, the generated ones included")
+    if options.max_new_tokens is not None:
+        if context is not None and prompt_length + options.max_new_tokens > context:
+            raise UsageError(f"max_new_tokens={options.max_new_tokens} is not allowed after a prompt of "
+                             f"{prompt_length} tokens: the model takes at most {context} tokens")
+        return
     if options.max_length <= prompt_length:
         raise UsageError(f"max_length={options.max_length} is not allowed: it counts the prompt's "
                          f"{prompt_length} tokens, so it must be above {prompt_length}")
     if context is not None and options.max_length > context:
         raise UsageError(f"max_length={options.max_length} is not allowed: the model takes at most "
                          f"{context} tokens")
+
+
+def check_set_lengths(options: RunOptions, prompts: list[Prompt], prompt_ids: list[list[int]],
+                      context: int | None) -> None:
+    """Every prompt of a set fits in the model's context with its new tokens; the first that does not
+    is named."""
+    for prompt, ids in zip(prompts, prompt_ids):
+        try:
+            check_length(options, len(ids), context)
+        except UsageError as error:
+            raise UsageError(f"{options.prompt_set.shown}: prompt {prompt.index} ({prompt.text[:40]!r}"
+                             f"{'...' if len(prompt.text) > 40 else ''}): {error}") from None
+
+
+def run_prompts(options: RunOptions, tokenizer, context: int | None) -> tuple[list[Prompt], list[list[int]], int]:
+    """The run's prompts, their token ids and the number of new tokens per sample, each length checked."""
+    if options.prompt_set is None:
+        prompts = [Prompt(0, options.prompt)]
+        prompt_ids = [start_ids(tokenizer, options.prompt)]
+        check_length(options, len(prompt_ids[0]), context)
+        new_tokens = options.max_new_tokens or options.max_length - len(prompt_ids[0])
+        return prompts, prompt_ids, new_tokens
+    prompts = read_prompt_set(options.prompt_set, options.seed, tokenizer, options.max_new_tokens)
+    prompt_ids = [start_ids(tokenizer, prompt.text) for prompt in prompts]
+    check_set_lengths(options, prompts, prompt_ids, context)
+    return prompts, prompt_ids, options.max_new_tokens
 
 
 def quiet_libraries() -> None:
@@ -62,7 +98,8 @@ def quiet_libraries() -> None:
 
 
 def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
-    """Generate every sample of the configured sweep; return the path of samples.json.
+    """Generate every sample of the configured sweep (each prompt x draw x setting); return the path
+    of samples.json.
 
     A run dir that already holds the artifact of the same config is left as it is.
     """
@@ -81,87 +118,104 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
         check_writable(options.output_json, "output_json")
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
-    prompt_ids = start_ids(tokenizer, options.prompt)
-    check_length(options, len(prompt_ids), context_length(load_config(source)))
+    prompts, prompt_ids, new_tokens = run_prompts(options, tokenizer, context_length(load_config(source)))
     settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
                                      options.schedule)
     for note in notes:
         log.warning(note)
+    study = Study.crossed(prompts, prompt_ids, options.draws, settings, new_tokens, options.seed)
     model = load_model(source, load_dtype(trainer_args["precision"]))
 
     remove_leftovers(output_dir)
     stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
-    uniforms = shared_uniforms(options.seed, options.max_length - 1)
-    batch_size = options.batch_size or default_batch_size(model, len(settings), options.max_length,
-                                                          trainer_args)
-    drawn, drawn_with = draw_samples(model, prompt_ids, settings, uniforms, options.max_length,
-                                     stop_token_id, batch_size, trainer_args, output_dir, options)
+    longest = max(len(ids) for ids in prompt_ids) + new_tokens
+    batch_size = options.batch_size or default_batch_size(model, len(study), longest, trainer_args)
+    drawn, drawn_with = draw_samples(model, study, stop_token_id, batch_size, trainer_args, output_dir, options)
     device = drawn_with["device"]
     axes = settings_in_use(settings, options.sweeps)
-    texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id, axes)
-             for index, setting in enumerate(settings)]
-    for sample, position in zip(texts, divergence_from_reference(texts)):
-        sample["metrics"]["diverges_from"] = position
-    artifact = {
-        "metadata": {
-            "model_name": cfg.model.name,
-            "model_source": source.location,
-            "num_samples": len(settings),
-            "max_length": options.max_length,
-            "nucleus": options.nucleus,
-            "temperatures": options.temperature,
-            "sweeps": options.sweeps,
-            "prompt": options.prompt,
-            "p_values": uniforms.tolist(),
-            "seed": options.seed,
-            "num_samples_requested": options.num_samples,
-            "schedule": options.schedule,
-            "batch_size": batch_size,
-            "batch_size_after_out_of_memory": drawn_with["batch_size_after_out_of_memory"],
-            "stop_at_eos": options.stop_at_eos,
-            "device": device,
-            "device_name": device_name(torch.device(device)),
-            "devices": trainer_args["devices"],
-            "dtype": drawn_with["dtype"],
-            "precision": trainer_args["precision"],
-            "engine": drawn_with["engine"],
-            "batch_invariant": options.batch_invariant,
-            "versions": {"gpt2_sweep": __version__, **library_versions()},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": config,
-            "overrides": list(overrides),
-        },
-        "texts": texts,
+    texts = []
+    for number, group in enumerate(study.groups):
+        first = number * len(settings)
+        records = [sample_record(setting, drawn[first + index], tokenizer, group.ids, stop_token_id, axes,
+                                 group if options.study else None)
+                   for index, setting in enumerate(settings)]
+        for sample, position in zip(records, divergence_from_reference(records)):
+            sample["metrics"]["diverges_from"] = position
+        texts += records
+    metadata = {
+        "model_name": cfg.model.name,
+        "model_source": source.location,
+        "num_samples": len(study),
+        "max_length": None if options.study else len(prompt_ids[0]) + new_tokens,
+        "nucleus": options.nucleus,
+        "temperatures": options.temperature,
+        "sweeps": options.sweeps,
+        "prompt": options.prompt,
+        "p_values": None if options.study else study.vectors()[0].tolist(),
+        "seed": options.seed,
+        "num_samples_requested": options.num_samples,
+        "schedule": options.schedule,
+        "batch_size": batch_size,
+        "batch_size_after_out_of_memory": drawn_with["batch_size_after_out_of_memory"],
+        "stop_at_eos": options.stop_at_eos,
+        "device": device,
+        "device_name": device_name(torch.device(device)),
+        "devices": trainer_args["devices"],
+        "dtype": drawn_with["dtype"],
+        "precision": trainer_args["precision"],
+        "engine": drawn_with["engine"],
+        "batch_invariant": options.batch_invariant,
+        "versions": {"gpt2_sweep": __version__, **library_versions()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "overrides": list(overrides),
     }
+    if options.study:
+        metadata.update(study_metadata(options, study, prompts))
+        write_table_atomic(output_dir / SAMPLES_TABLE_NAME, texts)
+    artifact = {"metadata": metadata, "texts": None if options.study else texts}
     write_json_atomic(artifact_path, artifact)
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
     print_samples(texts, options.print_samples, artifact_path)
-    print(f"Samples written to {artifact_path}"
+    written = f"{output_dir / SAMPLES_TABLE_NAME} (metadata: {artifact_path})" if options.study else artifact_path
+    print(f"Samples written to {written}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
 
 
-def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_id, batch_size,
-                 trainer_args, output_dir: Path, options: RunOptions) -> tuple[dict, dict]:
-    """Every sample (a one-row Generated) by index, drawn by Lightning's Trainer.predict on the
-    configured devices; also how they were drawn (read_rank_results)."""
+def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt]) -> dict:
+    """What a study's samples.json adds: the prompts (each stored once), draws, the rule of the
+    uniforms, and the samples file."""
+    return {
+        "prompts_file": str(options.prompt_set.path) if options.prompt_set else None,
+        "prompts": [prompt.stored() for prompt in prompts],
+        "draws": options.draws,
+        "max_new_tokens": study.new_tokens,
+        "uniforms": UNIFORMS_RULE,
+        "samples_file": SAMPLES_TABLE_NAME,
+    }
+
+
+def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, output_dir: Path,
+                 options: RunOptions) -> tuple[dict, dict]:
+    """Every sample (a one-row Generated of its generated tokens) by index, drawn by Lightning's
+    Trainer.predict on the configured devices; also how they were drawn (read_rank_results)."""
     # Lightning takes seconds to import: bad input is reported before that.
     import lightning as L
 
     from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
 
-    module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, max_length, stop_token_id,
-                            options.compile, options.batch_invariant)
+    module = SamplingModule(model, study, stop_token_id, options.compile, options.batch_invariant)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=RANK_DIR_PREFIX, dir=output_dir) as rank_dir:
         trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=str(output_dir),
                             callbacks=[RankResultWriter(Path(rank_dir))])
-        predict(trainer, module, sample_loader(len(settings), batch_size))
+        predict(trainer, module, sample_loader(len(study), batch_size))
         drawn, drawn_with = read_rank_results(Path(rank_dir))
-    if sorted(drawn) != list(range(len(settings))):
-        raise RuntimeError(f"expected samples 0 to {len(settings) - 1}, got {sorted(drawn)}")
+    if sorted(drawn) != list(range(len(study))):
+        raise RuntimeError(f"expected samples 0 to {len(study) - 1}, got {sorted(drawn)}")
     return drawn, drawn_with
 
 
@@ -190,8 +244,9 @@ def remove_leftovers(output_dir: Path) -> None:
     """Temporary files of an earlier run of this dir that was killed."""
     for path in output_dir.glob(f"{RANK_DIR_PREFIX}*"):
         shutil.rmtree(path, ignore_errors=True)
-    for path in output_dir.glob(f".{ARTIFACT_NAME}.*.tmp"):
-        path.unlink(missing_ok=True)
+    for name in (ARTIFACT_NAME, SAMPLES_TABLE_NAME):
+        for path in output_dir.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def device_name(device: torch.device) -> str:
