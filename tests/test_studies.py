@@ -19,11 +19,11 @@ from gpt2_sweep.runner.sweep import run_sweep
 
 PROMPTS = ["The quick brown fox jumps", "A sweep", "Language models write one token"]
 NEW_TOKENS = 6
-# The metadata and text entry keys of a one-prompt run's samples.json before prompt sets existed.
+# The metadata and text entry keys of a one-prompt run's samples.json (those before prompt sets, and compute_dtype).
 ONE_PROMPT_METADATA = ["model_name", "model_source", "num_samples", "max_length", "nucleus", "temperatures", "sweeps",
                        "prompt", "p_values", "seed", "num_samples_requested", "schedule", "batch_size",
                        "batch_size_after_out_of_memory", "stop_at_eos", "device", "device_name", "devices", "dtype",
-                       "precision", "engine", "batch_invariant", "versions", "created", "config", "overrides"]
+                       "compute_dtype", "precision", "engine", "batch_invariant", "versions", "created", "config", "overrides"]
 ONE_PROMPT_ENTRY = ["nucleus", "temperature", "text", "continuation", "tokens", "prompt_tokens", "metrics",
                     "token_logprobs", "token_strings"]
 

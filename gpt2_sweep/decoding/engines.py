@@ -1,5 +1,6 @@
 """Which decode loop a run uses (runtime.compile and the model's family decide), and running it."""
 import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -71,31 +72,64 @@ def compiled_search_step():
     return _compiled_search
 
 
+def compute_dtype(model) -> torch.dtype:
+    """The dtype the model's matrix products run in here: autocast's where the caller turned it on for
+    the model's device (a mixed precision: Lightning does around predict_step), else the weights'."""
+    parameter = next(model.parameters())
+    device_type = parameter.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else parameter.dtype
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype):
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 @torch.inference_mode()
 def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id=None,
                     compiled=False, cuda_graphs=False, native=None, block_rows=None, on_step=None) -> Generated:
+    """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
+    a static cache.
+
+    Under a caller's autocast (a mixed precision), the forward runs under the same autocast, as the
+    model's own forward does in the generic loop: the products in 16 bits as the precision asks, and
+    the cache in that dtype, the one attention reads it in. The sampler runs with autocast off: its
+    arithmetic is float32 or float64 by design (sampling.sampling_dtype), and a compiled or captured
+    step must not depend on the caller's autocast state."""
     if cuda_graphs and not compiled:
         raise ValueError("a CUDA graph needs the sync-free (compiled) sampler")
-    """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
-    a static cache."""
     native = native or native_model(model)
     device = next(model.parameters()).device
+    dtype, mixed = compute_dtype(model), torch.is_autocast_enabled(device.type)
     batch = len(settings)
     rows = -(-batch // block_rows) * block_rows if block_rows else max(batch, MIN_DECODE_ROWS)
     state = DecodeState.allocate(native, prompt_ids.to(device), settings.padded(rows), uniforms, max_length,
-                                 stop_token_id)
+                                 stop_token_id, cache_dtype=dtype)
     # Uncompiled, the search would materialise (rows, vocabulary, thresholds): the eager step takes
     # the candidates, whose host synchronisations only matter inside a CUDA graph.
     sample = compiled_search_step() if compiled else candidate_step
-    prefill(native, state)
+
+    # Autocast's weight cache off throughout (a CUDA graph capture refuses it) and torch's own default
+    # dtype, which Lightning's true precisions change: the compiled sampler sees the same state under
+    # every precision (each change would recompile it).
+    def forward(*arguments):
+        with torch.autocast(device.type, dtype=dtype, enabled=mixed, cache_enabled=False):
+            return native(*arguments)
 
     def step(length):
-        decode_one_token(native, state, length, sample, block_rows)
+        decode_one_token(forward, state, length, sample, block_rows)
 
-    if cuda_graphs:
-        lengths = sorted({bucket(p, max_length) for p in range(state.prompt_length, max_length)})
-        step = CapturedSteps(step, state, lengths)
-    written = decode_n_tokens(step, state, on_step and (lambda: on_step(batch)))
+    with torch.autocast(device.type, enabled=False, cache_enabled=False), default_dtype(torch.float32):
+        prefill(forward, state)
+        if cuda_graphs:
+            lengths = sorted({bucket(p, max_length) for p in range(state.prompt_length, max_length)})
+            step = CapturedSteps(step, state, lengths)
+        written = decode_n_tokens(step, state, on_step and (lambda: on_step(batch)))
     end = stop_position(state.tokens, state.prompt_length, stop_token_id, written)
     steps = end - state.prompt_length
     return Generated(tokens=state.tokens[:batch, :end], logprobs=state.logprobs[:batch, :steps],

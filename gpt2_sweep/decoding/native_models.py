@@ -26,8 +26,10 @@ class StaticCache:
         query row), then attend from each query position to the cached positions at or before it,
         among the first `length`."""
         rows = slice(first_row, first_row + len(query))
-        self.keys[layer, rows].index_copy_(2, positions, key)
-        self.values[layer, rows].index_copy_(2, positions, value)
+        # Under autocast, keys may come in float32 (Llama's rotary promotes them) while attention reads
+        # them in autocast's dtype, the cache's: stored as it will read them.
+        self.keys[layer, rows].index_copy_(2, positions, key.to(self.keys.dtype))
+        self.values[layer, rows].index_copy_(2, positions, value.to(self.values.dtype))
         keys, values = self.keys[layer, rows, :, :length], self.values[layer, rows, :, :length]
         visible = torch.arange(keys.shape[-2], device=query.device) <= positions.unsqueeze(-1)
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale,

@@ -35,21 +35,23 @@ class DecodeState:
     stop_token_id: int | None
 
     @classmethod
-    def allocate(cls, native, prompt_ids, settings, uniforms, max_length, stop_token_id):
+    def allocate(cls, native, prompt_ids, settings, uniforms, max_length, stop_token_id, cache_dtype=None):
+        """cache_dtype: the dtype attention reads keys and values in (the weights' unless given)."""
         device = prompt_ids.device
         batch, prompt_length = len(settings), len(prompt_ids)
-        parameter = next(native.model.parameters())
+        cache_dtype = cache_dtype or next(native.model.parameters()).dtype
         tokens = torch.zeros(batch, max_length, dtype=torch.long, device=device)
         tokens[:, :prompt_length] = prompt_ids
         statistic = (batch, max_length - prompt_length)
-        return cls(tokens=tokens, logprobs=torch.zeros(statistic, device=device),
-                   entropies=torch.zeros(statistic, device=device),
+        # float32 named: Lightning's true precisions set the default dtype to theirs inside predict_step.
+        return cls(tokens=tokens, logprobs=torch.zeros(statistic, dtype=torch.float32, device=device),
+                   entropies=torch.zeros(statistic, dtype=torch.float32, device=device),
                    support_sizes=torch.zeros(statistic, dtype=torch.long, device=device),
                    position=torch.tensor([prompt_length], device=device),
                    finished=torch.zeros(batch, dtype=torch.bool, device=device),
                    settings=settings.to(device), uniforms=uniforms.to(device),
                    cache=StaticCache(len(native.body.h if hasattr(native.body, "h") else native.body.layers),
-                                     batch, native.kv_heads, max_length, native.head_dim, parameter.dtype, device),
+                                     batch, native.kv_heads, max_length, native.head_dim, cache_dtype, device),
                    prompt_length=prompt_length, stop_token_id=stop_token_id)
 
     def restart(self) -> None:

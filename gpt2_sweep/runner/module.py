@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from ..decoding.engines import choose_engine, decode
+from ..decoding.engines import choose_engine, compute_dtype, decode
 from ..decoding.generation import Generated
 from ..decoding.sampling import RowSettings
 from .study import Study
@@ -66,6 +66,7 @@ class SamplingModule(L.LightningModule):
         self.max_rows = None  # set after an out-of-memory error
         self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
         self.engine = None  # chosen on the first batch, once the model is on its device
+        self.compute_dtype = None  # read in the first batch, under the precision's context
         self.progress = None
 
     def on_predict_start(self):
@@ -80,6 +81,7 @@ class SamplingModule(L.LightningModule):
 
     def predict_step(self, indices, batch_idx=0):
         indices = indices.cpu()
+        self.compute_dtype = self.compute_dtype or compute_dtype(self.model)
         return {"indices": indices, "generated": self.sample(indices)}
 
     def sample(self, indices: torch.Tensor) -> Generated:
@@ -122,19 +124,22 @@ class RankResultWriter(BasePredictionWriter):
         parameter = next(pl_module.model.parameters())
         batches = [{"indices": batch["indices"], **vars(batch["generated"])} for batch in predictions]
         torch.save({"batches": batches, "device": str(parameter.device),
-                    "dtype": str(parameter.dtype).removeprefix("torch."), "max_rows": pl_module.max_rows,
+                    "dtype": str(parameter.dtype).removeprefix("torch."),
+                    "compute_dtype": str(pl_module.compute_dtype or parameter.dtype).removeprefix("torch."),
+                    "max_rows": pl_module.max_rows,
                     "engine": pl_module.engine.describe() if pl_module.engine else None},
                    self.directory / f"rank-{trainer.global_rank}.pt")
 
 
 def read_rank_results(directory: Path) -> tuple[dict[int, Generated], dict]:
     """Each sample (a one-row Generated) by index from every rank's file, and how they were drawn:
-    the device, dtype and engine of rank 0 and, after an out-of-memory error on any rank, the smallest batch
+    the device, dtype (the weights'), compute_dtype (the forward's products': autocast's under a mixed
+    precision) and engine of rank 0 and, after an out-of-memory error on any rank, the smallest batch
     a rank went on with (else None)."""
     samples, drawn_with, max_rows = {}, {}, []
     for path in sorted(directory.glob("rank-*.pt"), key=lambda p: int(p.stem.split("-")[1])):
         result = torch.load(path, weights_only=True)
-        drawn_with = drawn_with or {"device": result["device"], "dtype": result["dtype"], "engine": result["engine"]}
+        drawn_with = drawn_with or {key: result[key] for key in ("device", "dtype", "compute_dtype", "engine")}
         if result["max_rows"] is not None:
             max_rows.append(result["max_rows"])
         for batch in result["batches"]:

@@ -162,6 +162,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
         "device_name": device_name(torch.device(device)),
         "devices": trainer_args["devices"],
         "dtype": drawn_with["dtype"],
+        "compute_dtype": drawn_with["compute_dtype"],
         "precision": trainer_args["precision"],
         "engine": drawn_with["engine"],
         "batch_invariant": options.batch_invariant,
