@@ -1,16 +1,22 @@
 """Measures across samples (Self-BLEU-4, Zipf, repetition %, corpus perplexity) against cases worked
 by hand and nltk; the prompt bootstrap's coverage; the pooled Table 1 on synthetic frames."""
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+import gpt2_sweep
+from conftest import REPO
 
 from gpt2_sweep.analysis.intervals import cluster_bootstrap
 from gpt2_sweep.analysis.measures import (corpus_perplexity, ends_in_repetition, repetition_percent, self_bleu,
                                           zipf_coefficient)
 from gpt2_sweep.analysis.study_table import fixed, study_markdown, study_table, with_interval
+from gpt2_sweep.runner.sweep import run_sweep
 
 
 def nltk_self_bleu(samples, drawn):
@@ -68,6 +74,7 @@ def test_ends_in_repetition_by_holtzmans_rule():
     assert ends_in_repetition([9] + [1] * 51)
     # the phrase repeated most often wins (the shortest among ties): 1 six times, not 1 1 1 twice
     assert not ends_in_repetition([9, 1, 1, 1, 1, 1, 1])
+    assert not ends_in_repetition([9, 1, 2, 1, 2, 9, 1, 2, 1, 2])  # 1 2 twice, as often as 9 1 2 1 2
     # one final stop token is dropped first
     assert ends_in_repetition([9, 1, 2, 3, 1, 2, 3, 0], stop_token_id=0)
     assert not ends_in_repetition([9, 1, 2, 3, 1, 2, 3, 0])
@@ -105,6 +112,10 @@ def test_bootstrap_means_are_over_the_samples_that_have_a_value():
     first, second = cluster_bootstrap(values, np.array([0, 0, 1, 1]))
     assert first.mean == 3.0 and second.mean == 6.0
     assert first.low <= first.mean <= first.high and second.low == 4.0 and second.high == 8.0
+    # a prompt weighs by its samples: with one prompt of 0 and one of nine 10s, the mean is 9, and so
+    # is every resample that draws each once (half of them: the middle 20% of the resampled means)
+    weighed = cluster_bootstrap(np.array([0.0] + [10.0] * 9), np.array([0] + [1] * 9), confidence=0.2)[0]
+    assert weighed.mean == 9.0 and weighed.low == weighed.high == 9.0
     only = cluster_bootstrap(np.array([1.0, 2.0]), np.array([0, 0]))[0]
     assert only.mean == 1.5 and math.isnan(only.low)
 
@@ -146,6 +157,11 @@ def test_study_table_pools_settings_over_prompts_and_draws_after_the_human_row()
     assert greedy["self_bleu4"] == 1.0 and greedy["repetition_percent"] == 0.0   # 7 7 7 7 7 7: 1 token 6 times
     assert sampled["zipf_coefficient"] == zipf_coefficient(generated)
     assert sampled["corpus_perplexity"] == pytest.approx(math.exp(0.5))
+    # the references given apart, one row per prompt, make the same Human row
+    frame = study_frame()
+    references = frame.drop_duplicates("prompt_index")[["prompt_index", "reference_tokens", "reference_token_logprobs"]]
+    apart = study_table(frame.drop(columns=["reference_tokens", "reference_token_logprobs"]), references)
+    assert apart.drop(columns="model").iloc[0].equals(table.drop(columns="model").iloc[0])
 
 
 def test_study_table_resamples_prompts_not_samples():
@@ -172,3 +188,38 @@ def test_study_markdown_writes_fixed_numbers_and_intervals():
     assert lines[0].startswith("| Method | n | Prompts | Perplexity | Self-BLEU4 | Zipf coefficient | Repetition % |")
     assert lines[2].startswith("| Human | 3 | 3 | 7.39 |") and lines[3].startswith("| Greedy | 6 | 3 |")
     assert "e+" not in "\n".join(lines) and "e-" not in "\n".join(lines)
+
+
+ORIGINAL_ARTIFACT = {  # the original script's keys only: no tokens, no metrics
+    "metadata": {"model_name": "gpt2", "num_samples": 2, "max_length": 5, "nucleus": False,
+                 "temperatures": True, "prompt": None, "p_values": [0.1, 0.2, 0.3, 0.4]},
+    "texts": [{"nucleus": 1.0, "temperature": 0.0, "text": "a"},
+              {"nucleus": 1.0, "temperature": 1.2, "text": "b"}],
+}
+
+
+@pytest.mark.slow
+def test_study_table_of_a_loaded_multirun(tiny_model_dir, tmp_path):
+    # two draws (seeds) of one prompt as a multirun, beside an artifact of the original script's keys
+    for job, seed in (("0", 0), ("1", 1)):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"model.name={tiny_model_dir}", "max_length=12",
+                                                            "sampler=temperature", "num_samples=3",
+                                                            "prompt=The fox", f"seed={seed}"])
+        run_sweep(cfg, tmp_path / job, [f"seed={seed}"])
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "samples.json").write_text(json.dumps(ORIGINAL_ARTIFACT), encoding="utf-8")
+    samples = gpt2_sweep.load(tmp_path)
+    table = study_table(samples)
+    tiny = table[table["model"] == str(tiny_model_dir)]
+    assert tiny["method"].tolist() == ["Greedy", "Sampling t=0.6", "Sampling t=1.2"]
+    assert tiny["n"].tolist() == [2, 2, 2] and tiny["prompts"].tolist() == [1, 1, 1]
+    loaded = samples[(samples["model"] == str(tiny_model_dir)) & (samples["temperature"] == 1.2)]
+    generated = [tokens[prompt:] for tokens, prompt in zip(loaded["tokens"], loaded["prompt_tokens"])]
+    row = tiny.iloc[2]
+    assert row["self_bleu4"] == self_bleu(generated)
+    assert row["corpus_perplexity"] == pytest.approx(math.exp(-loaded["logprob"].sum() / loaded["generated_tokens"].sum()))
+    assert row["perplexity"] == pytest.approx(loaded["perplexity"].mean())
+    old = table[table["model"] == "gpt2"]   # no tokens, no metrics: counted, nothing measured
+    assert old["n"].tolist() == [1, 1] and old["self_bleu4"].isna().all() and old["perplexity"].isna().all()
+    assert "| Greedy |" in study_markdown(table)

@@ -75,7 +75,7 @@ def pooled_row(tokens: list[list[int]], logprobs: list[list[float]] | None, valu
     intervals = cluster_bootstrap(values, clusters, resamples=options["resamples"], seed=options["seed"],
                                   confidence=options["confidence"]) if len(values) else []
     return {
-        "n": len(tokens),
+        "n": len(values),
         "prompts": len(set(clusters.tolist())),
         **across_sample_measures(tokens, logprobs, seed=options["seed"], stop_token_id=options["stop_token_id"],
                                  hypotheses=options["self_bleu_hypotheses"]),
@@ -137,9 +137,13 @@ def grouped(frame: pd.DataFrame, column: str | None):
 
 
 def generated_tokens(samples: pd.DataFrame) -> list[list[int]]:
-    """Each sample's generated token ids, the prompt excluded."""
-    return [[int(token) for token in tokens[int(prompt_length):]]
-            for tokens, prompt_length in zip(samples["tokens"], samples["prompt_tokens"])]
+    """Each sample's generated token ids, the prompt excluded; samples of artifacts that stored no
+    tokens (older versions) left out."""
+    if "tokens" not in samples.columns:
+        return []
+    return [[int(token) for token in tokens[int(prompt_length or 0):]]
+            for tokens, prompt_length in zip(samples["tokens"], samples["prompt_tokens"])
+            if isinstance(tokens, (list, tuple, np.ndarray))]
 
 
 def list_column(frame: pd.DataFrame, column: str) -> list | None:
