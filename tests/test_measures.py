@@ -163,6 +163,9 @@ def test_study_table_pools_settings_over_prompts_and_draws_after_the_human_row()
     references = frame.drop_duplicates("prompt_index")[["prompt_index", "reference_tokens", "reference_token_logprobs"]]
     apart = study_table(frame.drop(columns=["reference_tokens", "reference_token_logprobs"]), references)
     assert apart.drop(columns="model").iloc[0].equals(table.drop(columns="model").iloc[0])
+    # a prompt without a reference leaves the Human row
+    references["reference_tokens"] = references["reference_tokens"].where(references["prompt_index"] != 2, None)
+    assert study_table(frame, references)["n"].tolist() == [2, 6, 6]
 
 
 def test_study_table_resamples_prompts_not_samples():

@@ -50,8 +50,9 @@ def study_table(samples: pd.DataFrame, references: pd.DataFrame | None = None, *
     prompts = prompt_clusters(samples)
     metrics = [metric for metric in (metrics or SAMPLE_METRICS) if metric in samples.columns]
     axes = [axis for axis in SETTING_COLUMNS if axis in samples.columns and samples[axis].notna().any()]
-    if references is None:
-        references = references_of(samples, prompts)
+    references = references_of(samples, prompts) if references is None else references
+    if "reference_tokens" in references.columns:  # a prompt without a reference has no part in it
+        references = references[references["reference_tokens"].map(listed)]
     rows = [human_row(group, metrics, resamples=resamples, seed=seed, confidence=confidence,
                       self_bleu_hypotheses=self_bleu_hypotheses, stop_token_id=stop_token_id)
             | ({"model": model} if "model" in axes else {})
@@ -92,8 +93,8 @@ def human_row(references: pd.DataFrame, metrics: list[str], **options) -> dict:
     per_reference = pd.DataFrame([reference_metrics(listed, logprobs[index] if logprobs else None)
                                   for index, listed in enumerate(tokens)], columns=list(SAMPLE_METRICS))
     clusters = np.asarray(references["prompt_index"] if "prompt_index" in references else np.arange(len(tokens)))
-    return {"method": HUMAN, **pooled_row(tokens, logprobs, per_reference[metrics].astype(float).to_numpy(),
-                                          clusters, metrics, **options)}
+    return {"method": HUMAN, **pooled_row(tokens, logprobs, per_reference.reindex(columns=metrics).astype(float)
+                                          .to_numpy(), clusters, metrics, **options)}
 
 
 def reference_metrics(tokens: list[int], logprobs: list[float] | None) -> dict:
@@ -122,7 +123,7 @@ def references_of(samples: pd.DataFrame, prompts: pd.Series) -> pd.DataFrame:
     if "reference_tokens" not in samples.columns:
         return pd.DataFrame(columns=["prompt_index", "reference_tokens"])
     keyed = samples.assign(prompt_index=prompts)
-    keyed = keyed[keyed["reference_tokens"].map(lambda value: isinstance(value, (list, tuple, np.ndarray)))]
+    keyed = keyed[keyed["reference_tokens"].map(listed)]
     keys = ["model", "prompt_index"] if "model" in keyed.columns else ["prompt_index"]
     return keyed.drop_duplicates(keys)
 
@@ -142,8 +143,12 @@ def generated_tokens(samples: pd.DataFrame) -> list[list[int]]:
     if "tokens" not in samples.columns:
         return []
     return [[int(token) for token in tokens[int(prompt_length or 0):]]
-            for tokens, prompt_length in zip(samples["tokens"], samples["prompt_tokens"])
-            if isinstance(tokens, (list, tuple, np.ndarray))]
+            for tokens, prompt_length in zip(samples["tokens"], samples["prompt_tokens"]) if listed(tokens)]
+
+
+def listed(value) -> bool:
+    """Whether a cell holds a list (a missing field of an older artifact holds None)."""
+    return isinstance(value, (list, tuple, np.ndarray))
 
 
 def list_column(frame: pd.DataFrame, column: str) -> list | None:
@@ -151,7 +156,7 @@ def list_column(frame: pd.DataFrame, column: str) -> list | None:
     if column not in frame.columns:
         return None
     values = list(frame[column])
-    return values if all(isinstance(value, (list, tuple, np.ndarray)) for value in values) else None
+    return values if all(listed(value) for value in values) else None
 
 
 def method_name(setting: dict) -> str:
