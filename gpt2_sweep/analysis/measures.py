@@ -8,7 +8,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from nltk.translate.bleu_score import Fraction, SmoothingFunction, brevity_penalty
 
 BLEU_ORDER = 4                 # BLEU-4: uniform weights over 1- to 4-grams
 SELF_BLEU_HYPOTHESES = 1000    # samples scored, each against all the others
@@ -22,17 +21,18 @@ def self_bleu(samples: Sequence[Sequence[int]], hypotheses: int = SELF_BLEU_HYPO
               seed: int = 0) -> float | None:
     """Self-BLEU-4 as in Holtzman et al.'s metrics/self_bleu.py: up to `hypotheses` samples, drawn
     with `seed` (numpy.random.default_rng(seed).choice(len(samples), hypotheses, replace=False); all
-    of them when there are no more), each scored by BLEU-4 with nltk's smoothing
-    method 1 against ALL the other samples as references; the mean of those scores. None for fewer
-    than two samples. Equal to the mean of nltk's sentence_bleu(others, hypothesis,
-    smoothing_function=SmoothingFunction().method1) (a test compares them).
+    of them when there are no more), each scored by BLEU-4 with nltk's smoothing method 1 against
+    ALL the other samples as references; the mean of those scores. None for fewer than two samples.
+    Equal to the mean of nltk's sentence_bleu(others, hypothesis,
+    smoothing_function=SmoothingFunction().method1) to the last bit (tests compare them).
 
-    Why not call sentence_bleu: it recounts every reference's n-grams for every hypothesis, about
-    1.3 s for one hypothesis against 999 references of 200 tokens here, so 1,000 hypotheses take over
-    20 minutes (an hour and a half against 4,999). BLEU needs of the references only, for each
-    n-gram of the hypothesis, the largest count any other sample holds, and the reference length
-    closest to the hypothesis's: both are counted once for all samples here (numpy), and nltk's own
-    Fraction, smoothing and brevity penalty turn them into the score (1,000 x 200 tokens: seconds).
+    Why not call sentence_bleu: it recounts every reference's n-grams for every hypothesis, 1.3 s
+    for one hypothesis against 999 references of 200 tokens on the 2-core machine, so 22 minutes for
+    1,000 hypotheses (an hour and three quarters against 4,999 references each). BLEU needs of the
+    references only, for each n-gram of the hypothesis, the largest count any other sample holds,
+    and the reference length closest to the hypothesis's: both are counted once for all samples here
+    (numpy), and nltk's own Fraction, smoothing and brevity penalty turn them into the score
+    (1,000 samples of 200 tokens: about 1 s; 5,000: 6 s).
     """
     if len(samples) < 2:
         return None
@@ -52,6 +52,9 @@ def bleu_from_counts(matches: list[int], length: int, closest_reference_length: 
     """nltk's sentence_bleu (uniform weights, SmoothingFunction().method1) from the hypothesis's
     clipped n-gram matches of each order, its length and the closest reference length: the last
     steps of nltk.translate.bleu_score.corpus_bleu, with nltk's own pieces."""
+    # imported here: all of nltk loads with it (about a second), which summaries without BLEU skip
+    from nltk.translate.bleu_score import Fraction, SmoothingFunction, brevity_penalty
+
     if matches[0] == 0:
         return 0.0
     precisions = [Fraction(matched, max(1, length - order + 1), _normalize=False)
