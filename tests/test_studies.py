@@ -86,7 +86,8 @@ def test_a_study_run_holds_every_prompt_draw_and_setting_and_load_names_them(stu
     metadata = document["metadata"]
     assert document["texts"] is None and (study_dir / metadata["samples_file"]).is_file()
     assert metadata["num_samples"] == 12 and metadata["draws"] == 2 and metadata["max_new_tokens"] == NEW_TOKENS
-    assert metadata["prompts"] == [{"index": i, "text": p, "reference": f"reference {i}"} for i, p in enumerate(PROMPTS)]
+    assert [{key: prompt[key] for key in ("index", "text", "reference")} for prompt in metadata["prompts"]] == \
+        [{"index": i, "text": p, "reference": f"reference {i}"} for i, p in enumerate(PROMPTS)]
     samples = gpt2_sweep.load(study_dir)
     assert len(samples) == 12 and list(samples["sample"]) == list(range(12))
     assert list(zip(samples.prompt_index, samples.draw, samples.temperature)) == [
@@ -166,3 +167,23 @@ def test_ddp_on_two_cpu_processes_gives_the_one_process_study(study_dir, tiny_mo
     one, two = gpt2_sweep.load(study_dir), gpt2_sweep.load(tmp_path)
     assert [list(t) for t in two.tokens] == [list(t) for t in one.tokens]
     assert list(two.prompt_index) == list(one.prompt_index) and list(two.draw) == list(one.draw)
+
+
+def test_a_reference_is_scored_under_the_model_teacher_forced_after_its_prompt(study_dir, tiny_model_dir, tokenizer):
+    """Each reference's first new tokens and the model's log p of each: their mean is the loss that
+    transformers computes for the reference after the prompt, so the Human row is measured like a sample."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    for prompt in artifact(study_dir)["metadata"]["prompts"]:
+        reference = tokenizer.encode(prompt["reference"])[:NEW_TOKENS]
+        assert prompt["reference_tokens"] == reference
+        prompt_ids = tokenizer.encode(prompt["text"])
+        ids = torch.tensor([prompt_ids + reference])
+        labels = ids.clone()
+        labels[0, :len(prompt_ids)] = -100
+        with torch.no_grad():
+            loss = model(input_ids=ids, labels=labels).loss.item()
+        assert len(prompt["reference_token_logprobs"]) == len(reference)
+        assert -sum(prompt["reference_token_logprobs"]) / len(reference) == pytest.approx(loss, abs=1e-5)
+    samples = gpt2_sweep.load(study_dir)
+    assert list(samples.reference_tokens[samples.prompt_index == 1].iloc[0]) == \
+        artifact(study_dir)["metadata"]["prompts"][1]["reference_tokens"]

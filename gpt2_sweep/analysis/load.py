@@ -13,7 +13,7 @@ from ..artifact import ARTIFACT_NAME, read_artifact, sample_settings
 from .divergence import Divergence, Pick, first_divergence  # noqa: F401 - the analysis API
 
 RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt_index", "prompt", "reference",
-               "draw", "seed", "sample")
+               "reference_tokens", "reference_token_logprobs", "draw", "seed", "sample")
 SAMPLE_COLUMNS = ("text", "continuation", "tokens", "prompt_tokens", "token_strings", "token_logprobs")
 # A study's rows (samples.parquet): these columns are neither settings nor metrics.
 STUDY_FIELDS = ("prompt_index", "draw", *SAMPLE_COLUMNS, "metrics")
@@ -21,7 +21,8 @@ STUDY_FIELDS = ("prompt_index", "draw", *SAMPLE_COLUMNS, "metrics")
 
 def load_samples(path) -> pd.DataFrame:
     """One row per sample: where it comes from (its prompt's index in the prompt set, the prompt, the
-    human reference and the draw; 0, the run's prompt, None and 0 in a one-prompt run), its settings,
+    human reference, its tokens and their log p under the model, and the draw; 0, the run's prompt,
+    None and 0 in a one-prompt run), its settings,
     text, tokens, token-level fields, metrics (one column each) and, for one-prompt runs, the run's
     p_values. Artifacts of older versions load too, their missing fields empty. Slices of a study
     run as a multirun load as one study: their rows keep the prompt indices of the whole set."""
@@ -111,7 +112,8 @@ def study_frame(table_path: Path, metadata: dict, run: dict) -> pd.DataFrame:
     for key, value in run.items():
         frame[key] = value
     frame["prompt"] = [prompts[index]["text"] for index in indices]
-    frame["reference"] = [prompts[index].get("reference") for index in indices]
+    for key in ("reference", "reference_tokens", "reference_token_logprobs"):
+        frame[key] = [prompts[index].get(key) for index in indices]
     frame["sample"] = range(len(frame))
     frame["p_values"] = None
     frame.attrs = {"settings": [name for name in table.column_names if name not in STUDY_FIELDS],

@@ -23,6 +23,7 @@ from .loading import context_length, load_config, load_model, load_tokenizer, re
 from .options import RunOptions, read_options
 from .printing import print_samples
 from .prompts import Prompt, read_prompt_set
+from .references import scored_references
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
 from .study import Study
@@ -172,7 +173,8 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
         "overrides": list(overrides),
     }
     if options.study:
-        metadata.update(study_metadata(options, study, prompts))
+        references = scored_references(model, tokenizer, prompts, prompt_ids, new_tokens)
+        metadata.update(study_metadata(options, study, prompts, references))
         write_table_atomic(output_dir / SAMPLES_TABLE_NAME, texts)
     artifact = {"metadata": metadata, "texts": None if options.study else texts}
     write_json_atomic(artifact_path, artifact)
@@ -185,12 +187,12 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     return artifact_path
 
 
-def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt]) -> dict:
-    """What a study's samples.json adds: the prompts (each stored once), draws, the rule of the
-    uniforms, and the samples file."""
+def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt], references: dict[int, dict]) -> dict:
+    """What a study's samples.json adds: the prompts (each stored once, with its reference's tokens and
+    their log p under the model where it has one), draws, the rule of the uniforms, and the samples file."""
     return {
         "prompts_file": str(options.prompt_set.path) if options.prompt_set else None,
-        "prompts": [prompt.stored() for prompt in prompts],
+        "prompts": [{**prompt.stored(), **references.get(prompt.index, {})} for prompt in prompts],
         "draws": options.draws,
         "max_new_tokens": study.new_tokens,
         "uniforms": UNIFORMS_RULE,
