@@ -8,8 +8,10 @@ import sys
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, compose_config
-from gpt2_sweep.analysis.summary import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid,
-                                         summarize, write_markdown)
+import gpt2_sweep
+from gpt2_sweep.analysis.plots import grid_medians, has_grid
+from gpt2_sweep.analysis.summary import summarize
+from gpt2_sweep.analysis.tables import METRICS, per_setting, write_markdown
 from gpt2_sweep.summarize import main
 from gpt2_sweep.runner.sweep import run_sweep
 
@@ -33,7 +35,7 @@ def test_summarize_rebuilds_any_dir_and_reads_older_artifacts(tmp_path, capsys):
     rows = read_csv(tmp_path / "summary.csv")
     assert [row["temperature"] for row in rows] == ["0.0", "1.2"]
     assert all(row[metric] == "" for row in rows for metric in METRICS)
-    assert (tmp_path / "plot_distinct_2.png").exists()
+    assert not list(tmp_path.glob("*.png"))  # no metric to plot: no empty plot file
 
 
 def summarize_cli(*arguments):
@@ -74,11 +76,12 @@ def test_a_grid_gets_heatmaps_of_its_shape_and_the_tables_their_new_columns(tiny
         assert (tmp_path / f"heatmap_{metric}.png").read_bytes().startswith(PNG_MAGIC)
         assert (tmp_path / f"plot_{metric}.png") in written and (tmp_path / f"heatmap_{metric}.png") in written
 
-    medians = grid_medians(collect_rows(tmp_path), "perplexity")
+    medians = grid_medians(gpt2_sweep.load(tmp_path), "perplexity")
     assert (medians.row_axis, medians.column_axis) == ("temperature", "nucleus")
     assert (medians.row_values, medians.column_values) == ([0.0, 0.6, 1.2], [0.0, 0.5, 1.0])
     assert medians.medians.shape == (3, 3) and (medians.counts == 2).all()  # two seeds per cell
-    greedy = [row["perplexity"] for row in collect_rows(tmp_path / "0") if row["temperature"] == 0.0]
+    run = gpt2_sweep.load(tmp_path / "0")
+    greedy = list(run.perplexity[run.temperature == 0.0])
     assert medians.medians[0, 0] == greedy[0]  # both seeds' greedy samples share the prompt: same text
 
     rows = read_csv(tmp_path / "summary.csv")
@@ -92,9 +95,9 @@ def test_summary_md_numbers_read_without_exponents(tmp_path):
     document = {"metadata": {"model_name": "gpt2", "prompt": "x", "temperatures": True, "nucleus": False},
                 "texts": [{"temperature": 0.3333333, "nucleus": 1.0, "text": "a", "metrics": metrics}]}
     (tmp_path / "samples.json").write_text(json.dumps(document), encoding="utf-8")
-    rows = collect_rows(tmp_path)
-    write_markdown(averaged_per_setting(rows), tmp_path / "summary.md")
+    samples = gpt2_sweep.load(tmp_path)
+    write_markdown(per_setting(samples), tmp_path / "summary.md")
     table = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "| gpt2 | x | 0.333333 | 1 | 1 | 49,150.2 | -1,234,567.9 | 0.500 |" in table
     assert "e+" not in table and "e-" not in table
-    assert not has_grid(rows)  # so no heatmaps
+    assert not has_grid(samples)  # so no heatmaps

@@ -2,7 +2,7 @@
 
     import gpt2_sweep
     samples = gpt2_sweep.load("outputs/multiruns/2026-11-26_10-00-00_000000")
-    samples.groupby("temperature").perplexity.mean()
+    samples[samples.swept == "temperature"].groupby("temperature").perplexity.mean()
     gpt2_sweep.first_divergence(samples.iloc[0], samples.iloc[3])
 """
 from pathlib import Path
@@ -12,13 +12,16 @@ import pandas as pd
 from ..artifact import ARTIFACT_NAME, read_artifact, sample_settings
 from .divergence import Divergence, Pick, first_divergence  # noqa: F401 - the analysis API
 
-RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt", "seed", "sample")
+RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt", "seed", "swept", "schedule",
+               "sample")
+AXES = ("temperature", "nucleus", "top_k", "min_p")  # the settings a schedule can sweep
 SAMPLE_COLUMNS = ("text", "continuation", "tokens", "prompt_tokens", "token_strings", "token_logprobs")
 
 
 def load_samples(path) -> pd.DataFrame:
-    """One row per sample: where it comes from, its settings, text, tokens, token-level fields,
-    metrics (one column each) and the run's p_values. Artifacts of older versions load too, their
+    """One row per sample: where it comes from, which axes its run swept (`swept`: their names,
+    space-separated, "" where none) on which `schedule` (paired or grid), its settings, text,
+    tokens, token-level fields, metrics (one column each) and the run's p_values. Artifacts of older versions load too, their
     missing fields empty."""
     path = Path(path)
     root = path.parent if path.is_file() else path
@@ -72,11 +75,19 @@ def artifact_rows(path: Path, root: Path) -> list[dict]:
         "model_source": metadata.get("model_source"),
         "prompt": metadata.get("prompt"),
         "seed": metadata.get("seed"),
+        "swept": " ".join(swept_axes(metadata)),
+        "schedule": metadata.get("schedule", "paired"),
         "p_values": metadata.get("p_values"),
     }
     return [{**run, "sample": index, "settings": sample_settings(sample),
              **{key: sample.get(key) for key in SAMPLE_COLUMNS}, "metrics": sample.get("metrics") or {}}
             for index, sample in enumerate(document["texts"])]
+
+
+def swept_axes(metadata: dict) -> list[str]:
+    """The axes a run swept, in the artifact's order (older artifacts: their two switches)."""
+    sweeps = metadata.get("sweeps") or {"temperature": metadata.get("temperatures"), "nucleus": metadata.get("nucleus")}
+    return [axis for axis, swept in sweeps.items() if swept]
 
 
 def unique(keys) -> list[str]:
