@@ -85,3 +85,16 @@ def test_a_path_without_artifacts_is_an_error(tmp_path):
         gpt2_sweep.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such run dir"):
         gpt2_sweep.load(tmp_path / "missing")
+
+
+def test_each_sample_says_which_axes_its_run_swept_and_on_which_schedule(sweep_dir, tiny_model_dir):
+    samples = gpt2_sweep.load(sweep_dir)
+    runs = samples.groupby("job", sort=False)[["swept", "schedule"]].first()
+    assert runs.to_dict("index") == {"0": {"swept": "temperature", "schedule": "paired"},
+                                     "1": {"swept": "temperature nucleus", "schedule": "grid"},
+                                     "2": {"swept": "temperature", "schedule": "paired"},  # older: its switches
+                                     "10": {"swept": "temperature", "schedule": "paired"}}
+    # The README's example: a temperature sweep's means, without the grid's samples at those temperatures.
+    means = samples[samples.swept == "temperature"].groupby(["model", "temperature"]).perplexity.mean()
+    assert list(means.index) == [(str(tiny_model_dir), 0.0), (str(tiny_model_dir), 0.6), (str(tiny_model_dir), 1.2),
+                                 ("gpt2", 0.0), ("gpt2", 1.2)]

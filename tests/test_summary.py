@@ -5,11 +5,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, compose_config
 import gpt2_sweep
-from gpt2_sweep.analysis.plots import grid_medians, has_grid
+from gpt2_sweep.analysis.plots import grid_medians, has_grid, heatmap_panels, line_points
 from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.analysis.tables import METRICS, per_setting, write_markdown
 from gpt2_sweep.summarize import main
@@ -101,3 +102,57 @@ def test_summary_md_numbers_read_without_exponents(tmp_path):
     assert "| gpt2 | x | 0.333333 | 1 | 1 | 49,150.2 | -1,234,567.9 | 0.500 |" in table
     assert "e+" not in table and "e-" not in table
     assert not has_grid(samples)  # so no heatmaps
+
+
+def markdown_rows(path):
+    """summary.md's table as dicts of cell text."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
+
+
+def test_settings_are_sorted_as_numbers(tiny_model_dir, tmp_path):
+    run_jobs(tiny_model_dir, tmp_path, {"0": ["sampler.top_k=true", "num_samples=4"],
+                                        "1": ["sampler=temperature", "sampler.temperature_range=[0.5,10]",
+                                              "num_samples=3"]})
+    summarize(tmp_path)
+    rows = markdown_rows(tmp_path / "summary.md")
+    assert [row["temperature"] for row in rows] == ["0.5", "1", "1", "1", "1", "5.25", "10"]
+    assert [row["top_k"] for row in rows if row["temperature"] == "1"] == ["1", "34", "67", "100"]
+
+
+@pytest.mark.slow
+def test_every_swept_axis_gets_its_line_plots_and_no_figure_is_empty(tiny_model_dir, tmp_path, capsys):
+    run_jobs(tiny_model_dir, tmp_path, {"0": ["sampler.top_k=true", "num_samples=3"],
+                                        "1": ["sampler.min_p=true", "num_samples=3"],
+                                        "2": ["sampler=both", "sampler.schedule=grid", "num_samples=2"]})
+    capsys.readouterr()
+    summarize(tmp_path)
+    assert "(summary.csv, summary.md, 8 plots, 8 heatmaps)" in capsys.readouterr().out
+    panels = line_points(gpt2_sweep.load(tmp_path), "perplexity")
+    assert list(panels) == ["top_k", "min_p"]  # temperature and nucleus only in a grid: its heatmap
+    assert list(panels["top_k"].top_k) == [1, 50, 100] and list(panels["min_p"].min_p) == [0.0, 0.15, 0.3]
+    assert (panels["top_k"]["count"] == 1).all()
+
+    grid_only = tmp_path / "grid"
+    run_jobs(tiny_model_dir, grid_only, {"0": ["sampler=both", "sampler.schedule=grid", "num_samples=2"]})
+    (grid_only / "plot_perplexity.png").write_bytes(PNG_MAGIC)  # an earlier summary's
+    capsys.readouterr()
+    written = summarize(grid_only)
+    assert "(summary.csv, summary.md, 8 heatmaps)" in capsys.readouterr().out
+    assert not list(grid_only.glob("plot_*.png")) and len(written) == 2 + 8
+
+
+def test_a_grid_of_three_axes_gets_one_heatmap_panel_per_value_of_the_third(tiny_model_dir, tmp_path):
+    grid = ["sampler=both", "sampler.top_k=true", "sampler.top_k_range=[1,20]", "sampler.schedule=grid",
+            "num_samples=2"]
+    run_jobs(tiny_model_dir, tmp_path, {"0": [*grid, "seed=0"], "1": [*grid, "seed=1"]})
+    samples = gpt2_sweep.load(tmp_path)
+    panels = heatmap_panels(samples, "perplexity")
+    assert [panel.title.splitlines()[0].split(" | ")[1] for panel in panels] == ["top_k=1", "top_k=20"]
+    for panel, top_k in zip(panels, (1, 20)):
+        assert panel.title.splitlines()[1] == "n=2 per cell: seeds"
+        assert (panel.grid.row_axis, panel.grid.column_axis) == ("temperature", "nucleus")
+        assert (panel.grid.counts == 2).all()
+        hottest = samples[(samples.top_k == top_k) & (samples.temperature == 1.2) & (samples.nucleus == 1.0)]
+        assert panel.grid.medians[-1, -1] == hottest.perplexity.median()

@@ -42,15 +42,16 @@ def pooled_over(samples: pd.DataFrame, keys: list[str], unit: str) -> str:
 
 
 def line_labels(runs: pd.DataFrame, axis: str) -> pd.Series:
-    """Each sample's line in the plot against axis: its model, the axes its run paired with axis,
-    and the other axes' fixed values where lines of the same model and pairing differ in them."""
+    """Each sample's line in the plot against axis: its model, the axes its run swept paired (the
+    same label, so the same colour, in each of their panels), and the other axes' fixed values where
+    lines of the same model and pairing differ in them."""
     swept = runs["swept"].str.split()
-    paired = swept.map(lambda axes: ", ".join(a for a in axes if a != axis))
+    paired = swept.map(lambda axes: " x ".join(axes) if len(axes) > 1 else "")
     fixed = pd.Series([", ".join(f"{other}={plain_number(python_value(row[other]))}" for other in AXES
                                  if other != axis and other not in axes and other in row
                                  and python_value(row[other]) is not None)
                        for axes, (_, row) in zip(swept, runs.iterrows())], index=runs.index)
-    base = runs["model"].astype(str) + paired.map(lambda names: f" | paired with {names}" if names else "")
+    base = runs["model"].astype(str) + paired.map(lambda names: f" | {names} paired" if names else "")
     differs = fixed.groupby(base).transform("nunique") > 1
     return base + np.where(differs, " | " + fixed, "")
 
