@@ -16,23 +16,29 @@ RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt"
                "sample")
 AXES = ("temperature", "nucleus", "top_k", "min_p")  # the settings a schedule can sweep
 SAMPLE_COLUMNS = ("text", "continuation", "tokens", "prompt_tokens", "token_strings", "token_logprobs")
+TOKEN_COLUMNS = ("tokens", "token_strings", "token_logprobs")
 
 
-def load_samples(path) -> pd.DataFrame:
+def load_samples(path, tokens: bool = True) -> pd.DataFrame:
     """One row per sample: where it comes from, which axes its run swept (`swept`: their names,
     space-separated, "" where none) on which `schedule` (paired or grid), its settings, text,
-    tokens, token-level fields, metrics (one column each) and the run's p_values. Artifacts of older versions load too, their
-    missing fields empty."""
+    tokens, token-level fields, metrics (one column each) and the run's p_values. Artifacts of older
+    versions load too, their missing fields empty.
+
+    tokens=False leaves out the per-token lists (tokens, token_strings, token_logprobs), most of a
+    table's memory: a summary of a million samples needs none of them.
+    """
     path = Path(path)
     root = path.parent if path.is_file() else path
-    rows = [row for artifact in artifact_paths(path) for row in artifact_rows(artifact, root)]
+    sample_columns = tuple(key for key in SAMPLE_COLUMNS if tokens or key not in TOKEN_COLUMNS)
+    rows = [row for artifact in artifact_paths(path) for row in artifact_rows(artifact, root, sample_columns)]
     settings = unique(key for row in rows for key in row["settings"])
     metrics = unique(key for row in rows for key in row["metrics"])
-    table = [{**{key: row[key] for key in (*RUN_COLUMNS, *SAMPLE_COLUMNS)},
+    table = [{**{key: row[key] for key in (*RUN_COLUMNS, *sample_columns)},
               **{key: row["settings"].get(key) for key in settings},
               **{key: row["metrics"].get(key) for key in metrics},
               "p_values": row["p_values"]} for row in rows]
-    columns = unique([*RUN_COLUMNS, *settings, *SAMPLE_COLUMNS, *metrics, "p_values"])
+    columns = unique([*RUN_COLUMNS, *settings, *sample_columns, *metrics, "p_values"])
     frame = pd.DataFrame(table, columns=columns)
     for column in columns:
         # An integer column with gaps (diverges_from, or a field older artifacts lack) would
@@ -62,7 +68,7 @@ def natural_key(path: Path) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
 
-def artifact_rows(path: Path, root: Path) -> list[dict]:
+def artifact_rows(path: Path, root: Path, sample_columns: tuple[str, ...] = SAMPLE_COLUMNS) -> list[dict]:
     document = read_artifact(path)
     if document is None:  # a job killed while writing, or not an artifact
         return []
@@ -80,7 +86,7 @@ def artifact_rows(path: Path, root: Path) -> list[dict]:
         "p_values": metadata.get("p_values"),
     }
     return [{**run, "sample": index, "settings": sample_settings(sample),
-             **{key: sample.get(key) for key in SAMPLE_COLUMNS}, "metrics": sample.get("metrics") or {}}
+             **{key: sample.get(key) for key in sample_columns}, "metrics": sample.get("metrics") or {}}
             for index, sample in enumerate(document["texts"])]
 
 

@@ -41,19 +41,26 @@ def pooled_over(samples: pd.DataFrame, keys: list[str], unit: str) -> str:
     return f"n={shown} per {unit}: {what}"
 
 
+def setting_text(axis: str, value) -> str:
+    value = python_value(value)
+    return f"{axis} not set" if value is None else f"{axis}={plain_number(value)}"
+
+
 def line_labels(runs: pd.DataFrame, axis: str) -> pd.Series:
     """Each sample's line in the plot against axis: its model, the axes its run swept paired (the
     same label, so the same colour, in each of their panels), and the other axes' fixed values where
-    lines of the same model and pairing differ in them."""
-    swept = runs["swept"].str.split()
-    paired = swept.map(lambda axes: " x ".join(axes) if len(axes) > 1 else "")
-    fixed = pd.Series([", ".join(f"{other}={plain_number(python_value(row[other]))}" for other in AXES
-                                 if other != axis and other not in axes and other in row
-                                 and python_value(row[other]) is not None)
-                       for axes, (_, row) in zip(swept, runs.iterrows())], index=runs.index)
-    base = runs["model"].astype(str) + paired.map(lambda names: f" | {names} paired" if names else "")
-    differs = fixed.groupby(base).transform("nunique") > 1
-    return base + np.where(differs, " | " + fixed, "")
+    runs of the same model and pairing differ in them."""
+    first = runs.drop_duplicates("artifact").set_index("artifact")  # a run's fixed values are its first sample's
+    base, fixed = {}, {}
+    for artifact, run in first.iterrows():
+        swept = run["swept"].split()
+        base[artifact] = f"{run['model']}" + (f" | {' x '.join(swept)} paired" if len(swept) > 1 else "")
+        fixed[artifact] = ", ".join(setting_text(other, run[other]) for other in AXES
+                                    if other != axis and other not in swept and python_value(run.get(other)) is not None)
+    runs_fixed = pd.DataFrame({"base": base, "fixed": fixed})
+    differs = runs_fixed.groupby("base")["fixed"].transform("nunique") > 1
+    labels = runs_fixed["base"] + np.where(differs, " | " + runs_fixed["fixed"], "")
+    return runs["artifact"].map(labels)
 
 
 def line_points(samples: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
@@ -188,8 +195,7 @@ def heatmap_panels(samples: pd.DataFrame, metric: str) -> list[HeatmapPanel]:
         varying = [axis for axis in others if runs[axis].nunique(dropna=False) > 1]
         for values, facet in facets:
             values = values if isinstance(values, tuple) else (values,)
-            setting = ", ".join(f"{axis}={plain_number(python_value(value))}"
-                                for axis, value in zip(others, values) if axis in varying)
+            setting = ", ".join(setting_text(axis, value) for axis, value in zip(others, values) if axis in varying)
             title = f"{model}" + (f" | {setting}" if setting else "") + f"\n{pooled_over(facet, shown, 'cell')}"
             panels.append(HeatmapPanel(title, grid_medians(facet, metric)))
     return panels

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def samples_under(directory: Path) -> pd.DataFrame:
     """Every sample of every complete artifact under directory (none: an empty table)."""
     try:
-        return load_samples(directory)
+        return load_samples(directory, tokens=False)
     except FileNotFoundError:
         return pd.DataFrame(columns=["job"])
 
