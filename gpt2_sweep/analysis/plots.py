@@ -25,17 +25,20 @@ def has_grid(samples: pd.DataFrame) -> bool:
 
 def pooled_over(samples: pd.DataFrame, keys: list[str], unit: str) -> str:
     """What each point (or cell) of samples grouped by keys is made of: 'n=2 per cell: seeds',
-    'n=4 per point: prompts and seeds', 'n=3 per point: prompts, seeds and jobs' (more samples than
-    prompt and seed combinations), or 'one sample per cell'."""
+    'n=4 per point: prompts and seeds', '... and jobs' (more samples than prompt and seed
+    combinations, from several jobs), '... and repeated values' (one run's samples at the same
+    value: a schedule's values rounded to the same integer), or 'one sample per cell'."""
     groups = samples.groupby(keys, dropna=False)
     counts = groups.size()
     if counts.max() == 1:
         return f"one sample per {unit}"
     varying = [name for name, column in (("prompts", "prompt"), ("seeds", "seed"))
                if (groups[column].nunique(dropna=False) > 1).any()]
-    combinations = groups[["prompt", "seed"]].apply(lambda cell: len(cell.drop_duplicates()))
-    if (counts > combinations).any():
+    runs = groups[["prompt", "seed", "job"]].apply(lambda cell: len(cell.drop_duplicates()))
+    if (runs > groups[["prompt", "seed"]].apply(lambda cell: len(cell.drop_duplicates()))).any():
         varying.append("jobs")
+    if (counts > runs).any():
+        varying.append("repeated values")
     shown = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()}"
     what = ", ".join(varying[:-1]) + " and " + varying[-1] if len(varying) > 1 else varying[0]
     return f"n={shown} per {unit}: {what}"
@@ -55,8 +58,8 @@ def line_labels(runs: pd.DataFrame, axis: str) -> pd.Series:
     for artifact, run in first.iterrows():
         swept = run["swept"].split()
         base[artifact] = f"{run['model']}" + (f" | {' x '.join(swept)} paired" if len(swept) > 1 else "")
-        fixed[artifact] = ", ".join(setting_text(other, run[other]) for other in AXES
-                                    if other != axis and other not in swept and python_value(run.get(other)) is not None)
+        fixed[artifact] = ", ".join(setting_text(other, run[other]) for other in AXES if other != axis
+                                    and other not in swept and python_value(run.get(other)) is not None)
     runs_fixed = pd.DataFrame({"base": base, "fixed": fixed})
     differs = runs_fixed.groupby("base")["fixed"].transform("nunique") > 1
     labels = runs_fixed["base"] + np.where(differs, " | " + runs_fixed["fixed"], "")
