@@ -14,7 +14,7 @@ class OneLineErrors(argparse.ArgumentParser):
 
 def main(argv: list[str]) -> int:
     parser = OneLineErrors(prog="python -m gpt2_sweep.summarize",
-                           description="Write summary.csv, summary.md and one plot per metric into DIR, "
+                           description="Write summary.csv, summary.md, line plots and heatmaps into DIR, "
                                        "from every samples.json under it (older artifacts included).")
     parser.add_argument("directory", metavar="DIR", type=Path, help="a run or sweep dir")
     directory = parser.parse_args(argv).directory

@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_dir
 
 import gpt2_sweep
 from conftest import REPO
+from gpt2_sweep.analysis.load import load_samples
 from gpt2_sweep.runner.sweep import run_sweep
 
 OLD_ARTIFACT = {  # the original script's keys only
@@ -85,3 +86,22 @@ def test_a_path_without_artifacts_is_an_error(tmp_path):
         gpt2_sweep.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such run dir"):
         gpt2_sweep.load(tmp_path / "missing")
+
+
+def test_each_sample_says_which_axes_its_run_swept_and_on_which_schedule(sweep_dir, tiny_model_dir):
+    samples = gpt2_sweep.load(sweep_dir)
+    runs = samples.groupby("job", sort=False)[["swept", "schedule"]].first()
+    assert runs.to_dict("index") == {"0": {"swept": "temperature", "schedule": "paired"},
+                                     "1": {"swept": "temperature nucleus", "schedule": "grid"},
+                                     "2": {"swept": "temperature", "schedule": "paired"},  # older: its switches
+                                     "10": {"swept": "temperature", "schedule": "paired"}}
+    # The README's example: a temperature sweep's means, without the grid's samples at those temperatures.
+    means = samples[samples.swept == "temperature"].groupby(["model", "temperature"]).perplexity.mean()
+    assert list(means.index) == [(str(tiny_model_dir), 0.0), (str(tiny_model_dir), 0.6), (str(tiny_model_dir), 1.2),
+                                 ("gpt2", 0.0), ("gpt2", 1.2)]
+
+
+def test_without_tokens_the_table_leaves_out_only_the_per_token_lists(sweep_dir):
+    full, light = gpt2_sweep.load(sweep_dir), load_samples(sweep_dir, tokens=False)
+    assert set(full.columns) - set(light.columns) == {"tokens", "token_strings", "token_logprobs"}
+    assert full.drop(columns=["tokens", "token_strings", "token_logprobs"]).equals(light)

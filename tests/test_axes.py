@@ -4,7 +4,9 @@ import json
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO
-from gpt2_sweep.analysis.summary import collect_rows, grid_medians, summarize
+import gpt2_sweep
+from gpt2_sweep.analysis.plots import grid_medians
+from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.runner.sweep import run_sweep
 
 
@@ -33,7 +35,7 @@ def test_a_grid_of_three_axes_writes_every_combination(tiny_model_dir, tmp_path)
 def test_the_heatmap_takes_whichever_two_axes_a_grid_swept(tiny_model_dir, tmp_path):
     sweep(tiny_model_dir, tmp_path, "sampler.top_k=true", "sampler.min_p=true", "sampler.top_k_range=[1,20]",
           "sampler.schedule=grid", "num_samples=3", "sampler.temperature_value=1.3")
-    medians = grid_medians(collect_rows(tmp_path), "perplexity")
+    medians = grid_medians(gpt2_sweep.load(tmp_path), "perplexity")
     assert (medians.row_axis, medians.column_axis) == ("top_k", "min_p")
     assert (medians.row_values, medians.column_values) == ([1, 10, 20], [0.0, 0.15, 0.3])
     assert medians.medians.shape == (3, 3) and (medians.counts == 1).all()

@@ -5,11 +5,14 @@ import json
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, compose_config
-from gpt2_sweep.analysis.summary import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid,
-                                         summarize, write_markdown)
+import gpt2_sweep
+from gpt2_sweep.analysis.plots import grid_medians, has_grid, heatmap_panels, line_points
+from gpt2_sweep.analysis.summary import summarize
+from gpt2_sweep.analysis.tables import METRICS, per_setting, write_markdown
 from gpt2_sweep.summarize import main
 from gpt2_sweep.runner.sweep import run_sweep
 
@@ -33,7 +36,7 @@ def test_summarize_rebuilds_any_dir_and_reads_older_artifacts(tmp_path, capsys):
     rows = read_csv(tmp_path / "summary.csv")
     assert [row["temperature"] for row in rows] == ["0.0", "1.2"]
     assert all(row[metric] == "" for row in rows for metric in METRICS)
-    assert (tmp_path / "plot_distinct_2.png").exists()
+    assert not list(tmp_path.glob("*.png"))  # no metric to plot: no empty plot file
 
 
 def summarize_cli(*arguments):
@@ -74,11 +77,12 @@ def test_a_grid_gets_heatmaps_of_its_shape_and_the_tables_their_new_columns(tiny
         assert (tmp_path / f"heatmap_{metric}.png").read_bytes().startswith(PNG_MAGIC)
         assert (tmp_path / f"plot_{metric}.png") in written and (tmp_path / f"heatmap_{metric}.png") in written
 
-    medians = grid_medians(collect_rows(tmp_path), "perplexity")
+    medians = grid_medians(gpt2_sweep.load(tmp_path), "perplexity")
     assert (medians.row_axis, medians.column_axis) == ("temperature", "nucleus")
     assert (medians.row_values, medians.column_values) == ([0.0, 0.6, 1.2], [0.0, 0.5, 1.0])
     assert medians.medians.shape == (3, 3) and (medians.counts == 2).all()  # two seeds per cell
-    greedy = [row["perplexity"] for row in collect_rows(tmp_path / "0") if row["temperature"] == 0.0]
+    run = gpt2_sweep.load(tmp_path / "0")
+    greedy = list(run.perplexity[run.temperature == 0.0])
     assert medians.medians[0, 0] == greedy[0]  # both seeds' greedy samples share the prompt: same text
 
     rows = read_csv(tmp_path / "summary.csv")
@@ -92,9 +96,63 @@ def test_summary_md_numbers_read_without_exponents(tmp_path):
     document = {"metadata": {"model_name": "gpt2", "prompt": "x", "temperatures": True, "nucleus": False},
                 "texts": [{"temperature": 0.3333333, "nucleus": 1.0, "text": "a", "metrics": metrics}]}
     (tmp_path / "samples.json").write_text(json.dumps(document), encoding="utf-8")
-    rows = collect_rows(tmp_path)
-    write_markdown(averaged_per_setting(rows), tmp_path / "summary.md")
+    samples = gpt2_sweep.load(tmp_path)
+    write_markdown(per_setting(samples), tmp_path / "summary.md")
     table = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "| gpt2 | x | 0.333333 | 1 | 1 | 49,150.2 | -1,234,567.9 | 0.500 |" in table
     assert "e+" not in table and "e-" not in table
-    assert not has_grid(rows)  # so no heatmaps
+    assert not has_grid(samples)  # so no heatmaps
+
+
+def markdown_rows(path):
+    """summary.md's table as dicts of cell text."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
+
+
+def test_settings_are_sorted_as_numbers(tiny_model_dir, tmp_path):
+    run_jobs(tiny_model_dir, tmp_path, {"0": ["sampler.top_k=true", "num_samples=4"],
+                                        "1": ["sampler=temperature", "sampler.temperature_range=[0.5,10]",
+                                              "num_samples=3"]})
+    summarize(tmp_path)
+    rows = markdown_rows(tmp_path / "summary.md")
+    assert [row["temperature"] for row in rows] == ["0.5", "1", "1", "1", "1", "5.25", "10"]
+    assert [row["top_k"] for row in rows if row["temperature"] == "1"] == ["1", "34", "67", "100"]
+
+
+@pytest.mark.slow
+def test_every_swept_axis_gets_its_line_plots_and_no_figure_is_empty(tiny_model_dir, tmp_path, capsys):
+    run_jobs(tiny_model_dir, tmp_path, {"0": ["sampler.top_k=true", "num_samples=3"],
+                                        "1": ["sampler.min_p=true", "num_samples=3"],
+                                        "2": ["sampler=both", "sampler.schedule=grid", "num_samples=2"]})
+    capsys.readouterr()
+    summarize(tmp_path)
+    assert "(summary.csv, summary.md, 8 plots, 8 heatmaps)" in capsys.readouterr().out
+    panels = line_points(gpt2_sweep.load(tmp_path), "perplexity")
+    assert list(panels) == ["top_k", "min_p"]  # temperature and nucleus only in a grid: its heatmap
+    assert list(panels["top_k"].top_k) == [1, 50, 100] and list(panels["min_p"].min_p) == [0.0, 0.15, 0.3]
+    assert (panels["top_k"]["count"] == 1).all()
+
+    grid_only = tmp_path / "grid"
+    run_jobs(tiny_model_dir, grid_only, {"0": ["sampler=both", "sampler.schedule=grid", "num_samples=2"]})
+    (grid_only / "plot_perplexity.png").write_bytes(PNG_MAGIC)  # an earlier summary's
+    capsys.readouterr()
+    written = summarize(grid_only)
+    assert "(summary.csv, summary.md, 8 heatmaps)" in capsys.readouterr().out
+    assert not list(grid_only.glob("plot_*.png")) and len(written) == 2 + 8
+
+
+def test_a_grid_of_three_axes_gets_one_heatmap_panel_per_value_of_the_third(tiny_model_dir, tmp_path):
+    grid = ["sampler=both", "sampler.top_k=true", "sampler.top_k_range=[1,20]", "sampler.schedule=grid",
+            "num_samples=2"]
+    run_jobs(tiny_model_dir, tmp_path, {"0": [*grid, "seed=0"], "1": [*grid, "seed=1"]})
+    samples = gpt2_sweep.load(tmp_path)
+    panels = heatmap_panels(samples, "perplexity")
+    assert [panel.title.splitlines()[0].split(" | ")[1] for panel in panels] == ["top_k=1", "top_k=20"]
+    for panel, top_k in zip(panels, (1, 20)):
+        assert panel.title.splitlines()[1] == "n=2 per cell: seeds"
+        assert (panel.grid.row_axis, panel.grid.column_axis) == ("temperature", "nucleus")
+        assert (panel.grid.counts == 2).all()
+        hottest = samples[(samples.top_k == top_k) & (samples.temperature == 1.2) & (samples.nucleus == 1.0)]
+        assert panel.grid.medians[-1, -1] == hottest.perplexity.median()

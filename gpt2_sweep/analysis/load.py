@@ -13,19 +13,27 @@ from ..artifact import ARTIFACT_NAME, read_artifact, sample_settings
 from .divergence import Divergence, Pick, first_divergence  # noqa: F401 - the analysis API
 
 RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt_index", "prompt", "reference",
-               "reference_tokens", "reference_token_logprobs", "draw", "seed", "sample")
+               "reference_tokens", "reference_token_logprobs", "draw", "seed", "swept", "schedule", "sample")
+AXES = ("temperature", "nucleus", "top_k", "min_p")  # the settings a schedule can sweep
 SAMPLE_COLUMNS = ("text", "continuation", "tokens", "prompt_tokens", "token_strings", "token_logprobs")
+# The samples' per-token lists: most of a table's memory (a reference's are stored once per prompt).
+TOKEN_COLUMNS = ("tokens", "token_strings", "token_logprobs")
 # A study's rows (samples.parquet): these columns are neither settings nor metrics.
 STUDY_FIELDS = ("prompt_index", "draw", *SAMPLE_COLUMNS, "metrics")
 
 
-def load_samples(path) -> pd.DataFrame:
+def load_samples(path, tokens: bool = True) -> pd.DataFrame:
     """One row per sample: where it comes from (its prompt's index in the prompt set, the prompt, the
     human reference, its tokens and their log p under the model, and the draw; 0, the run's prompt,
-    None and 0 in a one-prompt run), its settings,
-    text, tokens, token-level fields, metrics (one column each) and, for one-prompt runs, the run's
-    p_values. Artifacts of older versions load too, their missing fields empty. Slices of a study
-    run as a multirun load as one study: their rows keep the prompt indices of the whole set."""
+    None and 0 in a one-prompt run), which axes its run swept (`swept`: their names, space-separated,
+    "" where none) on which `schedule` (paired or grid), its settings, text, tokens, token-level
+    fields, metrics (one column each) and, for one-prompt runs, the run's p_values. Artifacts of
+    older versions load too, their missing fields empty. Slices of a study run as a multirun load as
+    one study: their rows keep the prompt indices of the whole set.
+
+    tokens=False leaves out the per-token lists (TOKEN_COLUMNS), most of a table's memory: a summary
+    of a million samples needs none of them.
+    """
     path = Path(path)
     root = path.parent if path.is_file() else path
     parts = [artifact_frame(artifact, root) for artifact in artifact_paths(path)]
@@ -33,6 +41,8 @@ def load_samples(path) -> pd.DataFrame:
     settings = unique(key for part in parts for key in part.attrs["settings"])
     metrics = unique(key for part in parts for key in part.attrs["metrics"])
     columns = unique([*RUN_COLUMNS, *settings, *SAMPLE_COLUMNS, *metrics, "p_values"])
+    if not tokens:
+        columns = [column for column in columns if column not in TOKEN_COLUMNS]
     frame = pd.concat([part.reindex(columns=columns) for part in parts], ignore_index=True) if parts \
         else pd.DataFrame(columns=columns)
     frame.attrs = {}
@@ -77,6 +87,8 @@ def artifact_frame(path: Path, root: Path) -> pd.DataFrame | None:
         "model": metadata.get("model_name"),
         "model_source": metadata.get("model_source"),
         "seed": metadata.get("seed"),
+        "swept": " ".join(swept_axes(metadata)),
+        "schedule": metadata.get("schedule", "paired"),
     }
     if document["texts"] is None:
         return study_frame(path.parent / metadata["samples_file"], metadata, run)
@@ -131,6 +143,12 @@ def series(column) -> pd.Series:
     if pa.types.is_null(column.type):
         return pd.Series([None] * len(column), dtype=object)
     return column.to_pandas()
+
+
+def swept_axes(metadata: dict) -> list[str]:
+    """The axes a run swept, in the artifact's order (older artifacts: their two switches)."""
+    sweeps = metadata.get("sweeps") or {"temperature": metadata.get("temperatures"), "nucleus": metadata.get("nucleus")}
+    return [axis for axis, swept in sweeps.items() if swept]
 
 
 def unique(keys) -> list[str]:
