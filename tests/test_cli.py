@@ -156,6 +156,7 @@ CLI_REFUSALS = {
                                             "error: output_json='out_${hydra:job.num}.json' is for single runs"),
     "previewing a multirun": (["-m", "--cfg", "job", "+experiment=batch_study"],
                               "error: --cfg cannot preview a multirun (-m): drop -m"),
+    "previewing a bad value": (["--cfg", "job", "num_samples=0"], "error: num_samples=0 is not allowed"),
 }
 
 
