@@ -155,3 +155,24 @@ def test_output_json_is_refused_in_each_job_of_a_multirun_too():
     check_before_loading(cfg, multirun=False)
     with pytest.raises(UsageError, match="output_json='out.json' is for single runs"):
         check_before_loading(cfg, multirun=True)
+
+
+def test_an_existing_output_json_is_replaced_only_by_its_own_config_or_with_overwrite(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    keep = tmp_path / "keep.json"
+    keep.write_text("my notes\n")
+    overrides = [f"model.name={tiny_model_dir}", "max_length=6", "num_samples=2", f"output_json={keep}"]
+    loads = gpt2_sweep.runner.sweep.load_model
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    for refuse in (lambda cfg: check_before_loading(cfg), lambda cfg: run_sweep(cfg, tmp_path / "a")):
+        with pytest.raises(UsageError) as refused:
+            refuse(compose_config(*overrides))
+        assert str(refused.value).startswith(f"output_json={str(keep)!r} exists and is not an artifact of this run: "
+                                             "overwrite=true replaces it")
+    assert keep.read_text() == "my notes\n" and not (tmp_path / "a").exists()
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "load_model", loads)
+    run_sweep(compose_config(*overrides, "overwrite=true"), tmp_path / "b")
+    assert keep.read_bytes() == (tmp_path / "b" / "samples.json").read_bytes()
+    run_sweep(compose_config(*overrides), tmp_path / "c")  # the artifact of the same config: a rerun
+    with pytest.raises(UsageError, match=r"holds the samples of another config \(max_length: 6 -> 7\)"):
+        check_before_loading(compose_config(*overrides[:-3], "max_length=7", "num_samples=2", f"output_json={keep}"))

@@ -2,7 +2,7 @@
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from ..artifact import check_writable
+from ..artifact import check_replaceable, check_writable
 from ..errors import UsageError
 from .cli import usage_errors_as_one_line
 from .devices import read_devices
@@ -26,6 +26,8 @@ def check_before_loading(cfg, multirun: bool = False) -> None:
         if multirun:
             raise output_json_in_a_multirun(cfg.output_json)
         check_writable(options.output_json, "output_json")
+        if not options.overwrite:
+            check_replaceable(options.output_json, OmegaConf.to_container(cfg, resolve=True), "output_json")
 
 
 def check_preview(argv: list[str]) -> None:

@@ -14,7 +14,8 @@ from transformers.utils import logging as transformers_logging
 
 from .. import __version__
 from ..analysis.divergence import divergence_from_reference
-from ..artifact import ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions, write_json_atomic
+from ..artifact import (ARTIFACT_NAME, check_replaceable, check_writable, holds_artifact_of, library_versions,
+                        write_json_atomic)
 from ..decoding.memory import gpu_batch_size
 from ..decoding.sampling import shared_uniforms
 from ..errors import UsageError
@@ -79,6 +80,8 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     check_writable(artifact_path, "hydra.run.dir")
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
+        if not options.overwrite:
+            check_replaceable(options.output_json, config, "output_json")
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
     prompt_ids = start_ids(tokenizer, options.prompt)
