@@ -138,7 +138,9 @@ def test_help_says_what_the_tool_does_its_options_groups_and_examples():
         assert f"\n  {key}" in page, key
     assert "samples in the sweep" in page and "tokens per sample, the prompt's included" in page
     assert "model: distilgpt2, gpt2, gpt2-large, gpt2-medium, gpt2-xl, smollm2" in page  # the groups
-    assert "sampler: both, default, nucleus, temperature" in page
+    assert "sampler: both, default, min_p, nucleus, temperature, top_k" in page
+    intro = page[:page.index("Usage:")]
+    assert all(axis in intro for axis in ("temperature", "nucleus", "top_k", "min_p")), intro
     assert page.count("\n  python run.py ") >= 4 and "python run.py -m " in page  # usage and examples
     assert "num_samples: 4" in page  # the composed config
 

@@ -108,3 +108,9 @@ def test_the_new_axes_have_switches_ranges_and_fixed_values():
 def test_bad_axis_values_are_one_line_errors(override, named):
     with pytest.raises(UsageError, match=re.escape(named)):
         read_options(config(override))
+
+
+@pytest.mark.parametrize("preset", ["temperature", "nucleus", "top_k", "min_p"])
+def test_every_axis_has_a_preset_that_sweeps_it_alone(preset):
+    sweeps = read_options(config(f"sampler={preset}")).sweeps
+    assert [axis for axis, swept in sweeps.items() if swept] == [preset]
