@@ -83,3 +83,9 @@ def test_many_samples_in_small_batches(tiny_model_dir, tmp_path):
 ])  # (devices=cpu devices.accelerator=gpu is refused: test_bad_input.py)
 def test_contradictory_overrides_work_as_hydra_composes_them(tiny_model_dir, tmp_path, overrides, samples):
     assert len(run(tmp_path, f"model.name={tiny_model_dir}", "max_length=6", *overrides)["texts"]) == samples
+
+
+def test_a_run_warns_about_a_setting_it_does_not_use(tiny_model_dir, tmp_path, caplog):
+    run(tmp_path, f"model.name={tiny_model_dir}", "sampler=temperature", "sampler.temperature_value=0.7",
+        "num_samples=2", "max_length=4")
+    assert "sampler.temperature_value=0.7 is not used: temperature is swept" in caplog.text

@@ -21,7 +21,7 @@ from ..decoding.sampling import shared_uniforms
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
 from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
-from .options import RunOptions, read_options
+from .options import RunOptions, ignored_settings, read_options
 from .printing import print_samples
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
@@ -88,7 +88,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     check_length(options, len(prompt_ids), context_length(load_config(source)))
     settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
                                      options.schedule)
-    for note in notes:
+    for note in [*ignored_settings(options), *notes]:
         log.warning(note)
     model = load_model(source, load_dtype(trainer_args["precision"]))
 
