@@ -19,7 +19,7 @@ def run_job(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> None
     check_before_loading(cfg, multirun)
     from gpt2_sweep.runner.sweep import run_sweep  # torch and transformers take seconds to import
 
-    run_sweep(cfg, output_dir, overrides)
+    run_sweep(cfg, output_dir, overrides, multirun)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

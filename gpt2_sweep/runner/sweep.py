@@ -16,11 +16,11 @@ from .. import __version__
 from ..analysis.divergence import divergence_from_reference
 from ..artifact import (ARTIFACT_NAME, check_replaceable, check_writable, holds_artifact_of, library_versions,
                         write_json_atomic)
-from ..decoding.memory import gpu_batch_size
+from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..decoding.sampling import shared_uniforms
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
-from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
+from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
 from .options import RunOptions, ignored_settings, read_options
 from .printing import print_samples
 from .records import sample_record
@@ -62,10 +62,11 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*treespec.*")
 
 
-def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
+def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool = False) -> Path:
     """Generate every sample of the configured sweep; return the path of samples.json.
 
-    A run dir that already holds the artifact of the same config is left as it is.
+    A run dir that already holds the artifact of the same config is left as it is. A job of a
+    multirun prints one line: no samples, unless print_samples is among its overrides.
     """
     quiet_libraries()
     output_dir = Path(output_dir)
@@ -85,11 +86,17 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
     prompt_ids = start_ids(tokenizer, options.prompt)
-    check_length(options, len(prompt_ids), context_length(load_config(source)))
+    model_config = load_config(source)
+    check_length(options, len(prompt_ids), context_length(model_config))
     settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
                                      options.schedule)
     for note in [*ignored_settings(options), *notes]:
         log.warning(note)
+    new_tokens = options.max_length - len(prompt_ids)
+    if trainer_args["accelerator"] == "cpu":
+        check_cpu_memory(model_config, options, len(settings), new_tokens, trainer_args)
+    if not multirun:  # a multirun's job prints one line
+        print(f"Generating {len(settings):,} samples of {new_tokens:,} new tokens each ...")
     model = load_model(source, load_dtype(trainer_args["precision"]))
 
     remove_leftovers(output_dir)
@@ -139,10 +146,44 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     write_json_atomic(artifact_path, artifact)
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
-    print_samples(texts, options.print_samples, artifact_path)
+    print_samples(texts, samples_to_print(options, overrides, multirun), artifact_path)
     print(f"Samples written to {artifact_path}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
+
+
+def samples_to_print(options: RunOptions, overrides, multirun: bool) -> int:
+    """print_samples; 0 in a multirun's job unless the command line sets it (the summary says the rest)."""
+    if multirun and not any(override.lstrip("+").startswith("print_samples=") for override in overrides):
+        return 0
+    return options.print_samples
+
+
+def gib(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB"
+
+
+def check_cpu_memory(model_config, options: RunOptions, num_samples: int, new_tokens: int, trainer_args) -> None:
+    """Refuse, before the model loads, a run on the CPU whose weights, batch and results cannot fit
+    in the memory the machine has available (an estimate), naming a batch_size that fits."""
+    available = available_memory()
+    if available is None:
+        return
+    processes = trainer_args["devices"] if isinstance(trainer_args["devices"], int) else len(trainer_args["devices"])
+    memory = cpu_memory(model_config, parameter_count(model_config), num_samples, options.max_length, new_tokens,
+                        run_dtype(trainer_args["precision"]), processes)
+    batch_size = min(options.batch_size or num_samples, -(-num_samples // processes))
+    if memory.needed(batch_size) <= available * HEADROOM:
+        return
+    fitting = memory.fitting_batch_size(available)
+    batch = "all at once" if options.batch_size is None else f"batch_size={options.batch_size}"
+    shown = (f"{num_samples:,} samples of {new_tokens:,} new tokens ({batch}) need about "
+             f"{gib(memory.needed(batch_size))} of memory; this machine has {gib(available)} available")
+    if fitting >= 1:
+        raise UsageError(f"{shown}: batch_size={fitting:,} fits (samples per forward pass; the samples stay "
+                         "the same), or fewer samples")
+    raise UsageError(f"{shown}, and their results alone ({gib(memory.result_bytes)}) do not fit: fewer samples "
+                     "(num_samples, a smaller grid) or a shorter max_length")
 
 
 def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_id, batch_size,
