@@ -11,8 +11,10 @@ from ..decoding.engines import choose_engine, decode
 from ..decoding.generation import Generated
 from ..decoding.sampling import RowSettings
 from ..errors import UsageError
+from .quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
+quiet_libraries()  # DDP's spawned ranks import this module without running run_sweep
 
 
 class SampleIndices(Dataset):

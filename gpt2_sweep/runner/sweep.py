@@ -4,13 +4,11 @@ import platform
 import shutil
 import signal
 import tempfile
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from transformers.utils import logging as transformers_logging
 
 from .. import __version__
 from ..analysis.divergence import divergence_from_reference
@@ -23,6 +21,7 @@ from .devices import load_dtype, run_dtype, trainer_arguments
 from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
 from .options import RunOptions, ignored_settings, read_options
 from .printing import print_samples
+from .quiet import quiet_libraries
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
 
@@ -51,15 +50,6 @@ def check_length(options: RunOptions, prompt_length: int, context: int | None) -
     if context is not None and options.max_length > context:
         raise UsageError(f"max_length={options.max_length} is not allowed: the model takes at most "
                          f"{context} tokens")
-
-
-def quiet_libraries() -> None:
-    """Keep the console to the run's own output and Lightning's progress bar."""
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
 
 
 def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool = False) -> Path:
