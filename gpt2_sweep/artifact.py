@@ -140,23 +140,49 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return differences
 
 
+def artifact_differences(document: dict, config: dict) -> list[str]:
+    """How the config an artifact was drawn with differs from `config`, keys that leave the samples
+    as they are (SAMPLE_NEUTRAL_KEYS) aside."""
+    old = dict(document["metadata"].get("config") or {})
+    new = dict(config)
+    for resolved in (old, new):
+        for key in SAMPLE_NEUTRAL_KEYS:
+            resolved.pop(key, None)
+    return config_differences(old, new)
+
+
+def shown_differences(differences: list[str]) -> str:
+    return "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+
+
 def holds_artifact_of(path: Path, config: dict) -> bool:
     """True when path holds a complete artifact of this config (`overwrite` aside), False when it
     holds none; a complete artifact of another config is an error, never silently replaced."""
     document = read_artifact(path)
     if document is None:
         return False
-    old = dict(document["metadata"].get("config") or {})
-    new = dict(config)
-    for resolved in (old, new):
-        for key in SAMPLE_NEUTRAL_KEYS:
-            resolved.pop(key, None)
-    differences = config_differences(old, new)
+    differences = artifact_differences(document, config)
     if differences:
-        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-        raise UsageError(f"{path} holds the samples of another config ({shown}): overwrite=true "
-                         "replaces them, or choose another hydra.run.dir / hydra.sweep.dir")
+        raise UsageError(f"{path} holds the samples of another config ({shown_differences(differences)}): "
+                         "overwrite=true replaces them, or choose another hydra.run.dir / hydra.sweep.dir")
     return True
+
+
+def check_replaceable(path: Path, config: dict, option: str) -> None:
+    """An existing file at `path` is replaced only where it holds the artifact of this same config
+    (the caller checks overwrite=true first): any other file is an error, never silently replaced."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    document = read_artifact(path)
+    shown = f"{option}={str(path)!r}"
+    if document is None:
+        raise UsageError(f"{shown} exists and is not an artifact of this run: overwrite=true replaces it, "
+                         "or give another path")
+    differences = artifact_differences(document, config)
+    if differences:
+        raise UsageError(f"{shown} holds the samples of another config ({shown_differences(differences)}): "
+                         "overwrite=true replaces it, or give another path")
 
 
 def listed(jobs: list[str]) -> str:

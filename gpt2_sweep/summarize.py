@@ -12,7 +12,8 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (--help explains)\n")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """The command's exit code: 0 when a summary was written. argv: sys.argv[1:] when None."""
     parser = OneLineErrors(prog="python -m gpt2_sweep.summarize",
                            description="Write summary.csv, summary.md, line plots and heatmaps into DIR, "
                                        "from every samples.json under it (older artifacts included).")

@@ -37,7 +37,7 @@ def test_the_heatmap_takes_whichever_two_axes_a_grid_swept(tiny_model_dir, tmp_p
           "sampler.schedule=grid", "num_samples=3", "sampler.temperature_value=1.3")
     medians = grid_medians(gpt2_sweep.load(tmp_path), "perplexity")
     assert (medians.row_axis, medians.column_axis) == ("top_k", "min_p")
-    assert (medians.row_values, medians.column_values) == ([1, 10, 20], [0.0, 0.15, 0.3])
+    assert (medians.row_values, medians.column_values) == ([1, 11, 20], [0.0, 0.15, 0.3])  # 10.5 rounded half up
     assert medians.medians.shape == (3, 3) and (medians.counts == 1).all()
 
 

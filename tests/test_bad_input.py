@@ -155,3 +155,50 @@ def test_output_json_is_refused_in_each_job_of_a_multirun_too():
     check_before_loading(cfg, multirun=False)
     with pytest.raises(UsageError, match="output_json='out.json' is for single runs"):
         check_before_loading(cfg, multirun=True)
+
+
+def test_an_existing_output_json_is_replaced_only_by_its_own_config_or_with_overwrite(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    keep = tmp_path / "keep.json"
+    keep.write_text("my notes\n")
+    overrides = [f"model.name={tiny_model_dir}", "max_length=6", "num_samples=2", f"output_json={keep}"]
+    loads = gpt2_sweep.runner.sweep.load_model
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    for refuse in (lambda cfg: check_before_loading(cfg), lambda cfg: run_sweep(cfg, tmp_path / "a")):
+        with pytest.raises(UsageError) as refused:
+            refuse(compose_config(*overrides))
+        assert str(refused.value).startswith(f"output_json={str(keep)!r} exists and is not an artifact of this run: "
+                                             "overwrite=true replaces it")
+    assert keep.read_text() == "my notes\n" and not (tmp_path / "a").exists()
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "load_model", loads)
+    run_sweep(compose_config(*overrides, "overwrite=true"), tmp_path / "b")
+    assert keep.read_bytes() == (tmp_path / "b" / "samples.json").read_bytes()
+    run_sweep(compose_config(*overrides), tmp_path / "c")  # the artifact of the same config: a rerun
+    with pytest.raises(UsageError, match=r"holds the samples of another config \(max_length: 6 -> 7\)"):
+        check_before_loading(compose_config(*overrides[:-3], "max_length=7", "num_samples=2", f"output_json={keep}"))
+
+
+def test_a_cpu_run_that_cannot_fit_in_memory_is_refused_before_the_model_loads(tiny_model_dir, tmp_path,
+                                                                             no_model_loading, monkeypatch):
+    overrides = [f"model.name={tiny_model_dir}", "sampler=both", "sampler.schedule=grid", "num_samples=100",
+                 "max_length=50"]  # 10,000 samples: each row's buffers at once need about 0.3 GiB
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "available_memory", lambda: 2**28)  # 256 MiB
+    with pytest.raises(UsageError) as refused:
+        run_sweep(compose_config(*overrides), tmp_path)
+    line = str(refused.value)
+    assert line.startswith("10,000 samples of 49 new tokens (all at once) need about ") and "\n" not in line
+    assert "this machine has 0.2 GiB available: batch_size=" in line and " fits " in line, line
+    fitting = int(line.split("batch_size=")[1].split()[0].replace(",", ""))
+    assert 1 <= fitting < 10_000
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "available_memory", lambda: 2**20)  # 1 MiB: not the results
+    with pytest.raises(UsageError, match=r"their results alone \(.* GiB\) do not fit: fewer samples"):
+        run_sweep(compose_config(*overrides), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_fits_says_how_many_samples_it_generates(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "available_memory", lambda: 2**30)
+    run_sweep(compose_config(f"model.name={tiny_model_dir}", "sampler=both", "sampler.schedule=grid",
+                             "num_samples=2", "max_length=6", "prompt=The fox"), tmp_path)
+    printed = capsys.readouterr().out
+    assert printed.startswith("Generating 4 samples of ") and " new tokens each ..." in printed.splitlines()[0]

@@ -3,8 +3,10 @@ line on stderr for bad input, what is imported before it is found, and what stay
 behaviour is tested in-process (test_runs.py, test_bad_input.py); these are the real command lines."""
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,7 +140,9 @@ def test_help_says_what_the_tool_does_its_options_groups_and_examples():
         assert f"\n  {key}" in page, key
     assert "samples in the sweep" in page and "tokens per sample, the prompt's included" in page
     assert "model: distilgpt2, gpt2, gpt2-large, gpt2-medium, gpt2-xl, smollm2" in page  # the groups
-    assert "sampler: both, default, nucleus, temperature" in page
+    assert "sampler: both, default, min_p, nucleus, temperature, top_k" in page
+    intro = page[:page.index("Usage:")]
+    assert all(axis in intro for axis in ("temperature", "nucleus", "top_k", "min_p")), intro
     assert page.count("\n  python run.py ") >= 4 and "python run.py -m " in page  # usage and examples
     assert "num_samples: 4" in page  # the composed config
 
@@ -156,6 +160,7 @@ CLI_REFUSALS = {
                                             "error: output_json='out_${hydra:job.num}.json' is for single runs"),
     "previewing a multirun": (["-m", "--cfg", "job", "+experiment=batch_study"],
                               "error: --cfg cannot preview a multirun (-m): drop -m"),
+    "previewing a bad value": (["--cfg", "job", "num_samples=0"], "error: num_samples=0 is not allowed"),
 }
 
 
@@ -199,6 +204,9 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_artifact(sweep_run, t
     assert artifact(tmp_path)["texts"] == artifact(directory)["texts"]
     assert artifact(tmp_path)["metadata"]["devices"] == 2
     assert not list(tmp_path.glob(".ranks-*"))
+    console = result.stdout + result.stderr  # no Lightning banners, no library warnings, from any rank
+    for noise in ("available:", "Initializing distributed", "distributed_backend", "treespec", "Warning"):
+        assert noise not in console, console
 
 
 EARLY_REFUSALS = ["num_samples=0", "devices.precision=8-true", "output_json=/proc/x/y.json", "+foo=1"]
@@ -216,3 +224,23 @@ def test_bad_values_are_found_before_torch_transformers_and_lightning_are_import
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "2 []", result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_the_installed_package_and_its_commands_work_from_any_directory(tmp_path):
+    """`make setup` installs the package (pip install -e .): its commands need no PYTHONPATH and no cwd."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    where = subprocess.run([sys.executable, "-c", "import gpt2_sweep; print(gpt2_sweep.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).parent == REPO / "gpt2_sweep", where.stdout  # this checkout, editable
+    module = subprocess.run([sys.executable, "-m", "gpt2_sweep.summarize", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert module.returncode == 0 and "DIR" in module.stdout, module.stderr
+    scripts = Path(sys.executable).parent
+    summarize = subprocess.run([scripts / "gpt2-sweep-summarize", str(tmp_path / "missing")], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=60)
+    assert summarize.returncode == 2 and summarize.stderr.startswith("error: no such directory"), summarize.stderr
+    refused = subprocess.run([scripts / "gpt2-sweep", "num_samples=0"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: num_samples=0"), refused.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from conftest import REPO
 from gpt2_sweep.runner.devices import parse_ids, trainer_arguments
 from gpt2_sweep.errors import UsageError
-from gpt2_sweep.runner.options import read_options
+from gpt2_sweep.runner.options import ignored_settings, read_options
 
 
 def config(*overrides):
@@ -108,3 +108,30 @@ def test_the_new_axes_have_switches_ranges_and_fixed_values():
 def test_bad_axis_values_are_one_line_errors(override, named):
     with pytest.raises(UsageError, match=re.escape(named)):
         read_options(config(override))
+
+
+@pytest.mark.parametrize("preset", ["temperature", "nucleus", "top_k", "min_p"])
+def test_every_axis_has_a_preset_that_sweeps_it_alone(preset):
+    sweeps = read_options(config(f"sampler={preset}")).sweeps
+    assert [axis for axis, swept in sweeps.items() if swept] == [preset]
+
+
+@pytest.mark.parametrize("overrides, warned", [
+    (["sampler=temperature", "sampler.temperature_value=0.7"], "sampler.temperature_value=0.7 is not used"),
+    (["sampler.temperature_range=[0.5,1.5]"], "sampler.temperature_range=[0.5, 1.5] is not used"),
+    (["sampler=nucleus", "sampler.nucleus_value=0.9"], "sampler.nucleus_value=0.9 is not used"),
+    (["sampler.nucleus_range=[0.5,1.0]"], "sampler.nucleus_range=[0.5, 1.0] is not used"),
+    (["sampler=top_k", "sampler.top_k_value=40"], "sampler.top_k_value=40 is not used"),
+    (["sampler.top_k_range=[5,40]"], "sampler.top_k_range=[5, 40] is not used"),
+    (["sampler=min_p", "sampler.min_p_value=0.1"], "sampler.min_p_value=0.1 is not used"),
+    (["sampler=temperature", "sampler.min_p_range=[0.0,0.2]"], "sampler.min_p_range=[0.0, 0.2] is not used"),
+])
+def test_a_setting_the_run_ignores_is_warned_about_by_name(overrides, warned):
+    warnings = ignored_settings(read_options(config(*overrides)))
+    assert len(warnings) == 1 and warnings[0].startswith(warned), warnings
+
+
+@pytest.mark.parametrize("overrides", [[], ["sampler=both"], ["sampler=nucleus", "sampler.temperature_value=0.7"],
+                                       ["sampler=top_k", "sampler.top_k_range=[5,40]"], ["+experiment=batch_study"]])
+def test_settings_in_use_are_not_warned_about(overrides):
+    assert ignored_settings(read_options(config(*overrides))) == []

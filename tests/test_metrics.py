@@ -8,7 +8,7 @@ import torch
 
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.analysis.metrics import distinct_n, repetition, sample_metrics
-from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
+from gpt2_sweep.decoding.sampling import MASS_UNIT, RowSettings, shared_uniforms
 from reference import SAFE_MARGIN, reference_distribution
 
 
@@ -34,6 +34,15 @@ def test_sample_metrics_from_step_statistics():
     assert metrics["distinct_1"] == 2 / 3 and metrics["generated_tokens"] == 3
 
 
+def pickable_count(logits, temperature: float, kept) -> int:
+    """How many kept tokens have a tempered probability of at least one mass unit (2**-28, rounded)."""
+    if temperature == 0:
+        return 1
+    scaled = logits / temperature
+    probs = np.exp(scaled - np.logaddexp.reduce(scaled))
+    return int((np.round(probs[kept] * MASS_UNIT) >= 1).sum())
+
+
 def test_step_statistics_match_a_float64_teacher_forced_recomputation(tiny_model, tokenizer):
     prompt = tokenizer.encode("A sweep over")
     temperatures, nuclei = torch.tensor([0.0, 0.5, 1.0, 1.3]), torch.tensor([0.3, 0.9, 1.0, 0.6])
@@ -53,5 +62,5 @@ def test_step_statistics_match_a_float64_teacher_forced_recomputation(tiny_model
                 checked += 1
                 entropy = -sum(p * math.log(p) for p in probs if p > 0)
                 assert generated.entropies[row, step].item() == pytest.approx(entropy, abs=1e-4)
-                assert generated.support_sizes[row, step].item() == int((probs > 0).sum())
+                assert generated.support_sizes[row, step].item() == pickable_count(step_logits, temperatures[row].item(), kept)
     assert checked > 60

@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.options import read_options
-from gpt2_sweep.runner.printing import ONE_LINE_SAMPLES
+from gpt2_sweep.runner.printing import ONE_LINE_SAMPLES, print_samples
 from gpt2_sweep.runner.sweep import run_sweep
 
 
@@ -35,7 +35,7 @@ def test_a_large_run_prints_a_few_samples_in_full_then_one_line_each_then_a_coun
 
     run_sweep(config(*overrides, "print_samples=40", "overwrite=true"), tmp_path)
     printed = capsys.readouterr().out
-    assert printed.count("--- Sample ") == 30 and "more samples" not in printed and "continuations only" not in printed
+    assert printed.count("--- Sample ") == 30 and "more samples" not in printed and "departs from the reference" not in printed
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, "many", True])
@@ -45,3 +45,21 @@ def test_print_samples_is_a_count(value):
     with pytest.raises(UsageError, match=r"print_samples=.* is not allowed: an integer >= 0") as error:
         read_options(cfg)
     assert "\n" not in str(error.value)
+
+
+def entry(nucleus: float, strings: list[str], diverges_from) -> dict:
+    return {"temperature": 1.0, "nucleus": nucleus, "text": "The fox" + "".join(strings),
+            "continuation": "".join(strings), "token_strings": strings, "metrics": {"diverges_from": diverges_from}}
+
+
+def test_one_line_previews_start_where_each_sample_departs_from_the_reference(capsys, tmp_path):
+    shared = [" jumps", " over", " the", " lazy", " dog", " and"]
+    texts = [entry(0.0, shared + [" runs", " off"], None),            # the reference
+             entry(0.5, shared + [" sleeps", " well"], 6),             # departs late: the start is cut
+             entry(0.7, [" sat"] + shared[1:] + [" runs", " off"], 0),  # departs at once
+             entry(0.9, shared + [" runs", " off"], None)]              # never departs
+    print_samples(texts, 1, tmp_path / "samples.json")
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line[:5].strip().isdigit()}
+    assert lines["2"].endswith("…' lazy dog and⟨ sleeps⟩ well'")
+    assert lines["3"].endswith("'⟨ sat⟩ over the lazy dog and runs off'")
+    assert lines["4"].endswith("' jumps over the lazy dog and runs off'")

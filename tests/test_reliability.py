@@ -109,13 +109,20 @@ def test_a_failing_job_writes_error_json_and_the_others_still_run(tiny_model_dir
     assert fixed.returncode == 0 and not (tmp_path / "0" / "error.json").exists(), fixed.stderr
 
 
-def out_of_memory_above(limit, calls):
+GPU_OUT_OF_MEMORY = torch.OutOfMemoryError("simulated out of memory")
+# What torch's CPU allocator raises when the machine's memory runs out.
+CPU_OUT_OF_MEMORY = RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate "
+                                 "memory: you tried to allocate 1610612736000 bytes. Error code 12 (Cannot "
+                                 "allocate memory)")
+
+
+def out_of_memory_above(limit, calls, error=GPU_OUT_OF_MEMORY):
     real = gpt2_sweep.runner.module.decode
 
     def limited(engine, model, prompt_ids, temperatures, *args, **kwargs):
         calls.append(len(temperatures))
         if len(temperatures) > limit:
-            raise torch.OutOfMemoryError("simulated out of memory")
+            raise error
         return real(engine, model, prompt_ids, temperatures, *args, **kwargs)
     return limited
 
@@ -127,10 +134,11 @@ def sampling_module(model, tokenizer, count=6):
     return SamplingModule(model, Study.crossed([Prompt(0, "The quick")], [prompt], 1, settings, 20 - len(prompt), 0))
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch):
+@pytest.mark.parametrize("error", [GPU_OUT_OF_MEMORY, CPU_OUT_OF_MEMORY], ids=["gpu", "cpu"])
+def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch, error):
     expected = sampling_module(tiny_model, tokenizer).sample(torch.arange(6)).tokens
     calls = []
-    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(2, calls))
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(2, calls, error))
     module = sampling_module(tiny_model, tokenizer)
     assert torch.equal(module.sample(torch.arange(6)).tokens, expected)
     assert module.max_rows == 2 and calls[:2] == [6, 3]
@@ -151,10 +159,29 @@ def test_the_artifact_records_the_batch_an_out_of_memory_error_left(tiny_model_d
     assert backed_off["texts"] == plain["texts"]
 
 
-def test_out_of_memory_with_one_sample_is_raised(tiny_model, tokenizer, monkeypatch):
-    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(0, []))
-    with pytest.raises(torch.OutOfMemoryError):
+@pytest.mark.parametrize("error", [GPU_OUT_OF_MEMORY, CPU_OUT_OF_MEMORY], ids=["gpu", "cpu"])
+def test_out_of_memory_with_one_sample_is_one_line(tiny_model, tokenizer, monkeypatch, error):
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(0, [], error))
+    with pytest.raises(UsageError, match="out of memory with one sample in a batch") as refused:
         sampling_module(tiny_model, tokenizer).sample(torch.arange(3))
+    assert "\n" not in str(refused.value)
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_model, tokenizer, monkeypatch):
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(0, [], RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        sampling_module(tiny_model, tokenizer).sample(torch.arange(3))
+
+
+def test_a_cpu_run_out_of_memory_with_one_sample_leaves_one_line_and_no_run_dir(tiny_model_dir, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", out_of_memory_above(0, [], CPU_OUT_OF_MEMORY))
+    monkeypatch.chdir(tmp_path)
+    result = run_app(f"model.name={tiny_model_dir}", "num_samples=2", "max_length=6", "hydra.run.dir=run")
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and [line for line in lines if not line.startswith("warning: ")] == lines[-1:]
+    assert lines[-1].startswith("error: out of memory with one sample in a batch") and "Traceback" not in result.stdout
+    assert not (tmp_path / "run").exists()
 
 
 def test_gpu_batch_size_fits_the_kv_cache_beside_the_weights():

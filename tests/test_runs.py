@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from conftest import artifact, compose_config
+from conftest import artifact, compose_config, run_app
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.decoding.sampling import shared_uniforms
-from gpt2_sweep.runner.schedules import BOTH_OFF_WARNING
+from gpt2_sweep.runner.schedules import BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING
 from gpt2_sweep.runner.sweep import run_sweep
 
 
@@ -83,3 +83,23 @@ def test_many_samples_in_small_batches(tiny_model_dir, tmp_path):
 ])  # (devices=cpu devices.accelerator=gpu is refused: test_bad_input.py)
 def test_contradictory_overrides_work_as_hydra_composes_them(tiny_model_dir, tmp_path, overrides, samples):
     assert len(run(tmp_path, f"model.name={tiny_model_dir}", "max_length=6", *overrides)["texts"]) == samples
+
+
+def test_a_run_warns_about_a_setting_it_does_not_use(tiny_model_dir, tmp_path, caplog):
+    run(tmp_path, f"model.name={tiny_model_dir}", "sampler=temperature", "sampler.temperature_value=0.7",
+        "num_samples=2", "max_length=4")
+    assert "sampler.temperature_value=0.7 is not used: temperature is swept" in caplog.text
+
+
+def test_a_multiruns_jobs_print_one_line_each_and_warnings_go_to_stderr_as_one_plain_line(tiny_model_dir, tmp_path):
+    command = ["-m", f"model.name={tiny_model_dir}", "sampler=temperature,both", "num_samples=3", "max_length=6",
+               f"hydra.sweep.dir={tmp_path}"]
+    result = run_app(*command)
+    assert result.returncode == 0, result.stderr
+    ours = [line for line in result.stdout.splitlines() if line and "[HYDRA]" not in line
+            and not line.startswith("Summary of")]
+    assert ours == [f"Samples written to {tmp_path / job / 'samples.json'}" for job in ("0", "1")], result.stdout
+    assert result.stderr.splitlines() == ["warning: " + BOTH_ON_PAIRED_WARNING], result.stderr
+    assert "[WARNING]" in (tmp_path / "1" / "run.log").read_text()  # the log keeps the time
+    shown = run_app(*command, "print_samples=1", "overwrite=true")  # set on the command line: printed
+    assert shown.returncode == 0 and shown.stdout.count("--- Sample 1 ") == 2, shown.stdout

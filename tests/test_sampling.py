@@ -253,3 +253,18 @@ def test_top_k_keeps_exactly_k_where_transformers_keeps_every_tie_of_the_kth():
     for uniform in (0.1, 0.5, 0.99):
         for step in (search_step, lambda *a: candidate_step(*a, 2), sample_step):
             assert step(logits, RowSettings(torch.ones(1), torch.ones(1), torch.tensor([2])), uniform).tokens.item() in (0, 2)
+
+
+def test_the_support_size_counts_only_the_tokens_the_rule_can_pick():
+    """A token below one mass unit (p * 2**28 at most 1/2) has non-zero float probability but is
+    never picked: every sampler leaves it out of mean_nucleus_size's count, as it leaves out the
+    tokens a filter drops."""
+    half_unit = 0.5 / MASS_UNIT
+    probs = torch.tensor([[0.6, 0.3, 0.1 - 4e-9, 3e-9, half_unit, 1e-12, 1e-30]], dtype=torch.float64)
+    logits = probs.log()
+    everything = RowSettings(torch.tensor([1.0]), torch.tensor([1.0]))
+    assert int((masses(probs) > 0).sum()) == 4
+    for step in (sample_step, candidate_step, search_step):
+        assert step(logits, everything, 0.5).support_sizes.tolist() == [4], step.__name__
+        top_two = RowSettings(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([2]))
+        assert step(logits, top_two, 0.5).support_sizes.tolist() == [2], step.__name__

@@ -74,3 +74,10 @@ def test_a_grid_of_three_axes_takes_every_combination():
     result, notes = settings(True, True, 3, "grid", top_k=(1, 50))
     assert len(result) == 27 and len(set(result)) == 27 and notes == []
     assert result[0] == Setting(0.0, 0.0, 1, 0.0) and result[-1] == Setting(1.2, 1.0, 50, 0.0)
+
+
+def test_top_k_values_are_rounded_half_up():
+    result, _ = settings(False, False, 3, top_k=(5, 40))
+    assert [s.top_k for s in result] == [5, 23, 40]  # 22.5 -> 23, not 22 (half to even)
+    result, _ = settings(False, False, 4, top_k=(0, 3))
+    assert [s.top_k for s in result] == [0, 1, 2, 3]

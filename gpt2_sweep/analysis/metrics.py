@@ -26,7 +26,11 @@ def repetition(tokens: list[int], n: int = 4) -> float | None:
 
 def sample_metrics(generated: list[int], logprobs: list[float], entropies: list[float],
                    support_sizes: list[int]) -> dict:
-    """Metrics of one sample's generated tokens (the prompt excluded), given per-step statistics."""
+    """Metrics of one sample's generated tokens (the prompt excluded), given per-step statistics.
+
+    mean_nucleus_size is the mean over steps of the support size: the tokens the rule can pick, those
+    the filters keep whose mass is at least one unit of 2**-28 (a token with a smaller probability,
+    though not 0 as a float, is never picked)."""
     count = len(generated)
     logprob = sum(logprobs)
     return {

@@ -171,7 +171,7 @@ class Step:
     tokens: torch.Tensor         # the picked token ids
     logprobs: torch.Tensor       # log p(token) under the model itself: T = 1, no nucleus
     entropies: torch.Tensor      # entropy (nats) of the distribution actually sampled from
-    support_sizes: torch.Tensor  # how many tokens that distribution gives non-zero mass
+    support_sizes: torch.Tensor  # how many tokens the rule can pick: kept, and of mass >= 1 unit
 
 
 def prepared(logits, settings: RowSettings, uniform):
@@ -181,15 +181,23 @@ def prepared(logits, settings: RowSettings, uniform):
     return logits, probabilities(logits, settings.temperatures), uniforms.expand(len(logits))
 
 
+def pickable(probs: torch.Tensor) -> torch.Tensor:
+    """Tokens whose mass is at least one unit: masses(probs) > 0, i.e. p * MASS_UNIT above one half
+    (round half to even sends 0.5 to 0; the scaling by a power of two is exact)."""
+    return probs * MASS_UNIT > 0.5
+
+
 def step_of(logits, probs, tokens, kept_in_vocab) -> Step:
-    """The step's statistics from the picked tokens and the kept set, in vocabulary order."""
+    """The step's statistics from the picked tokens and the kept set, in vocabulary order. The
+    support size counts the tokens the rule can pick: kept, and of mass >= 1 unit (a float
+    probability of 1e-30 is not 0, but such a token is never picked)."""
     kept_probs = probs * kept_in_vocab
     distribution = kept_probs / kept_probs.sum(dim=-1, keepdim=True)
     return Step(
         tokens=tokens,
         logprobs=logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1),
         entropies=0.0 - torch.xlogy(distribution, distribution).sum(dim=-1),  # 0.0 -: no -0.0 when greedy
-        support_sizes=(distribution > 0).sum(dim=-1),
+        support_sizes=(kept_in_vocab & pickable(probs)).sum(dim=-1),
     )
 
 

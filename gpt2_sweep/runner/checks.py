@@ -2,11 +2,11 @@
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from ..artifact import check_writable
+from ..artifact import check_replaceable, check_writable
 from ..errors import UsageError
 from .cli import usage_errors_as_one_line
 from .devices import read_devices
-from .keys import check_keys
+from .keys import CONFIG_DIR, CONFIG_NAME, check_keys
 from .options import read_options
 from .prompts import check_prompt_set
 
@@ -29,6 +29,27 @@ def check_before_loading(cfg, multirun: bool = False) -> None:
         if multirun:
             raise output_json_in_a_multirun(cfg.output_json)
         check_writable(options.output_json, "output_json")
+        if not options.overwrite:
+            check_replaceable(options.output_json, OmegaConf.to_container(cfg, resolve=True), "output_json")
+
+
+def check_preview(argv: list[str]) -> None:
+    """`--cfg job|all` prints a config without running it: its values are checked as a run's are.
+    A command line Hydra cannot compose is left to Hydra, which reports it."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.cfg not in ("job", "all") or args.config_path or args.config_dir or args.config_name:
+        return
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name=CONFIG_NAME, overrides=args.overrides)
+            check_before_loading(cfg)
+    except (HydraException, OmegaConfBaseException):
+        return
 
 
 def swept_output_json(config):

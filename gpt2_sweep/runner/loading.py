@@ -103,6 +103,17 @@ def load_config(source: ModelSource):
         raise hub_error(source.location, error) from error
 
 
+def parameter_count(config) -> int:
+    """The model's parameters, counted on the meta device (no memory, no weights read); 0 where the
+    model cannot be built from its config alone."""
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except Exception:  # noqa: BLE001 - an estimate: remote code or an unknown family counts no weights
+        return 0
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
 def load_model(source: ModelSource, dtype: torch.dtype):
     """Weights through AutoModelForCausalLM: safetensors only unless pickle is allowed."""
     try:

@@ -11,9 +11,12 @@ from torch.utils.data import DataLoader, Dataset
 from ..decoding.engines import choose_engine, compute_dtype, decode
 from ..decoding.generation import Generated
 from ..decoding.sampling import RowSettings
+from ..errors import UsageError
+from .quiet import quiet_libraries
 from .study import Study
 
 log = logging.getLogger(__name__)
+quiet_libraries()  # DDP's spawned ranks import this module without running run_sweep
 
 
 class SampleIndices(Dataset):
@@ -85,8 +88,9 @@ class SamplingModule(L.LightningModule):
         return {"indices": indices, "generated": self.sample(indices)}
 
     def sample(self, indices: torch.Tensor) -> Generated:
-        """These samples. After an out-of-memory error the batch is halved, for this batch and every
-        later one: the samples stay the same, since rows never interact."""
+        """These samples. After an out-of-memory error (on a GPU or the CPU) the batch is halved, for
+        this batch and every later one: the samples stay the same, since rows never interact. One
+        sample that does not fit is a UsageError."""
         if self.max_rows is not None and len(indices) > self.max_rows:
             parts = [self.sample(part) for part in indices.split(self.max_rows)]
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
@@ -94,9 +98,12 @@ class SamplingModule(L.LightningModule):
         try:
             return decode_rows(self.engine, self.model, self.study, self.vectors, self.settings, indices,
                                self.stop_token_id, on_step=self.progress.update if self.progress else None).cpu()
-        except torch.OutOfMemoryError:
-            if len(indices) == 1:
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not out_of_memory(error):
                 raise
+            if len(indices) == 1:
+                raise UsageError(f"out of memory with one sample in a batch ({one_line(error)}): a shorter "
+                                 "max_length, fewer samples or a machine with more memory") from None
             self.max_rows = (len(indices) + 1) // 2
         # Retried outside the except block, so that the failed attempt's tensors are freed first.
         log.warning(f"Out of memory with {len(indices)} samples in a batch: continuing with at most "
@@ -104,6 +111,15 @@ class SamplingModule(L.LightningModule):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return self.sample(indices)
+
+
+def out_of_memory(error: Exception) -> bool:
+    """A GPU's out-of-memory error, or the CPU allocator's (a RuntimeError: "can't allocate memory")."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+def one_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def sample_loader(count: int, batch_size: int | None) -> DataLoader:

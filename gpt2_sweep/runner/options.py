@@ -96,6 +96,31 @@ def sampler_axes(sampler) -> tuple[dict, dict, dict]:
     return sweeps, ranges, values
 
 
+def default_ranges() -> dict:
+    """Each axis's schedule end points in the sampler group's default preset."""
+    from omegaconf import OmegaConf
+
+    from .keys import CONFIG_DIR
+
+    defaults = OmegaConf.load(CONFIG_DIR / "sampler" / "default.yaml")
+    return {name: list(defaults.get(f"{name}_range")) for name in AXES}
+
+
+def ignored_settings(options: RunOptions) -> list[str]:
+    """A warning per setting the run does not use: an axis's value where the axis is swept, its
+    range where it is not (each only where it differs from the default, i.e. someone set it)."""
+    warnings, ranges = [], default_ranges()
+    for name in AXES:
+        value, value_range = options.values[name], list(options.ranges[name])
+        if options.sweeps[name] and value != getattr(NEUTRAL, name):
+            warnings.append(f"sampler.{name}_value={value:g} is not used: {name} is swept, over "
+                            f"sampler.{name}_range={value_range}")
+        if not options.sweeps[name] and value_range != ranges[name]:
+            warnings.append(f"sampler.{name}_range={value_range} is not used: {name} is not swept "
+                            f"(sampler.{name}=true sweeps it; every sample gets sampler.{name}_value={value:g})")
+    return warnings
+
+
 def read_options(cfg) -> RunOptions:
     """Check every top-level and sampler option; raise UsageError naming the first bad one."""
     num_samples = cfg.get("num_samples")

@@ -1,5 +1,6 @@
 """Which settings (temperature, nucleus, top_k, min_p) each sample of a sweep gets."""
 import itertools
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -37,8 +38,8 @@ INTEGER_AXES = ("top_k",)
 
 
 def axis(name: str, enabled: bool, value_range, count: int, fixed) -> list:
-    """linspace(start, end, count) when the sweep is on (rounded to integers for top_k), else the
-    fixed value once.
+    """linspace(start, end, count) when the sweep is on (rounded half up to integers for top_k:
+    22.5 gives 23), else the fixed value once.
 
     Values are rounded to 12 significant digits (0.4, not 0.39999999999999997): the samplers work
     in float32, which cannot tell the two apart.
@@ -47,7 +48,7 @@ def axis(name: str, enabled: bool, value_range, count: int, fixed) -> list:
         return [fixed]
     start, end = value_range
     if name in INTEGER_AXES:
-        return [int(round(v)) for v in np.linspace(start, end, count)]
+        return [math.floor(float(f"{v:.12g}") + 0.5) for v in np.linspace(start, end, count)]
     return [float(f"{v:.12g}") for v in np.linspace(start, end, count)]
 
 

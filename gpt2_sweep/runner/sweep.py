@@ -4,25 +4,24 @@ import platform
 import shutil
 import signal
 import tempfile
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from transformers.utils import logging as transformers_logging
 
 from .. import __version__
 from ..analysis.divergence import divergence_from_reference
-from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_writable, holds_artifact_of, library_versions,
-                        write_json_atomic, write_table_atomic)
-from ..decoding.memory import gpu_batch_size
+from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, check_writable, holds_artifact_of,
+                        library_versions, write_json_atomic, write_table_atomic)
+from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
-from .loading import context_length, load_config, load_model, load_tokenizer, resolve_source
-from .options import RunOptions, read_options
+from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
+from .options import RunOptions, ignored_settings, read_options
 from .printing import print_samples
 from .prompts import Prompt, read_prompt_set
+from .quiet import quiet_libraries
 from .references import scored_references
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
@@ -89,20 +88,12 @@ def run_prompts(options: RunOptions, tokenizer, context: int | None) -> tuple[li
     return prompts, prompt_ids, options.max_new_tokens
 
 
-def quiet_libraries() -> None:
-    """Keep the console to the run's own output and Lightning's progress bar."""
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-
-
-def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
+def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool = False) -> Path:
     """Generate every sample of the configured sweep (each prompt x draw x setting); return the path
     of samples.json.
 
-    A run dir that already holds the artifact of the same config is left as it is.
+    A run dir that already holds the artifact of the same config is left as it is. A job of a
+    multirun prints one line: no samples, unless print_samples is among its overrides.
     """
     quiet_libraries()
     output_dir = Path(output_dir)
@@ -117,19 +108,26 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     check_writable(artifact_path, "hydra.run.dir")
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
+        if not options.overwrite:
+            check_replaceable(options.output_json, config, "output_json")
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
-    prompts, prompt_ids, new_tokens = run_prompts(options, tokenizer, context_length(load_config(source)))
+    model_config = load_config(source)
+    prompts, prompt_ids, new_tokens = run_prompts(options, tokenizer, context_length(model_config))
     settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
                                      options.schedule)
-    for note in notes:
+    for note in [*ignored_settings(options), *notes]:
         log.warning(note)
     study = Study.crossed(prompts, prompt_ids, options.draws, settings, new_tokens, options.seed)
+    longest = max(len(ids) for ids in prompt_ids) + new_tokens
+    if trainer_args["accelerator"] == "cpu":
+        check_cpu_memory(model_config, options, len(study), longest, new_tokens, trainer_args)
+    if not multirun:  # a multirun's job prints one line
+        print(f"Generating {len(study):,} samples of {new_tokens:,} new tokens each ...")
     model = load_model(source, load_dtype(trainer_args["precision"]))
 
     remove_leftovers(output_dir)
     stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
-    longest = max(len(ids) for ids in prompt_ids) + new_tokens
     batch_size = options.batch_size or default_batch_size(model, len(study), longest, trainer_args)
     drawn, drawn_with = draw_samples(model, study, stop_token_id, batch_size, trainer_args, output_dir, options)
     device = drawn_with["device"]
@@ -180,7 +178,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
     write_json_atomic(artifact_path, artifact)
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
-    print_samples(texts, options.print_samples, artifact_path)
+    print_samples(texts, samples_to_print(options, overrides, multirun), artifact_path)
     written = f"{output_dir / SAMPLES_TABLE_NAME} (metadata: {artifact_path})" if options.study else artifact_path
     print(f"Samples written to {written}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
@@ -198,6 +196,42 @@ def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt], ref
         "uniforms": UNIFORMS_RULE,
         "samples_file": SAMPLES_TABLE_NAME,
     }
+
+
+def samples_to_print(options: RunOptions, overrides, multirun: bool) -> int:
+    """print_samples; 0 in a multirun's job unless the command line sets it (the summary says the rest)."""
+    if multirun and not any(override.lstrip("+").startswith("print_samples=") for override in overrides):
+        return 0
+    return options.print_samples
+
+
+def gib(count: int) -> str:
+    return f"{count / 2**30:,.1f} GiB"
+
+
+def check_cpu_memory(model_config, options: RunOptions, num_samples: int, length: int, new_tokens: int,
+                     trainer_args) -> None:
+    """Refuse, before the model loads, a run on the CPU whose weights, batch and results cannot fit
+    in the memory the machine has available (an estimate), naming a batch_size that fits; length: the
+    longest sample's, its prompt counted."""
+    available = available_memory()
+    if available is None:
+        return
+    processes = trainer_args["devices"] if isinstance(trainer_args["devices"], int) else len(trainer_args["devices"])
+    memory = cpu_memory(model_config, parameter_count(model_config), num_samples, length, new_tokens,
+                        run_dtype(trainer_args["precision"]), processes)
+    batch_size = min(options.batch_size or num_samples, -(-num_samples // processes))
+    if memory.needed(batch_size) <= available * HEADROOM:
+        return
+    fitting = memory.fitting_batch_size(available)
+    batch = "all at once" if options.batch_size is None else f"batch_size={options.batch_size}"
+    shown = (f"{num_samples:,} samples of {new_tokens:,} new tokens ({batch}) need about "
+             f"{gib(memory.needed(batch_size))} of memory; this machine has {gib(available)} available")
+    if fitting >= 1:
+        raise UsageError(f"{shown}: batch_size={fitting:,} fits (samples per forward pass; the samples stay "
+                         "the same), or fewer samples")
+    raise UsageError(f"{shown}, and their results alone ({gib(memory.result_bytes)}) do not fit: fewer samples "
+                     "(num_samples, a smaller grid) or a shorter max_length")
 
 
 def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, output_dir: Path,

@@ -1,0 +1,29 @@
+"""The console keeps to the run's own output: library banners and warnings quiet, ours one line on stderr."""
+import logging
+import warnings
+
+# Loggers of Lightning's banners (GPU available..., Initializing distributed..., distributed_backend=...):
+# Lightning sets the level of its top loggers itself when imported, so these below them are set.
+BANNER_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                  "lightning.fabric.utilities.distributed", "lightning.pytorch.accelerators.cuda")
+LIBRARY_WARNINGS = (".*does not have many workers.*", ".*treespec.*")
+
+
+class ConsoleFormatter(logging.Formatter):
+    """'warning: message', without a time or the logger's name (run.log keeps both)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def quiet_libraries() -> None:
+    """Keep the console to the run's own output and Lightning's progress bar, in this process (each
+    DDP rank calls it too, when it imports the Lightning module)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    for name in BANNER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
