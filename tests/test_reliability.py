@@ -11,7 +11,7 @@ import torch
 from transformers import GPT2Config
 
 import gpt2_sweep.runner.module
-from conftest import REPO, artifact, compose_config, run_app
+from conftest import REPO, artifact, compose_config, run_app, single_prompt
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.decoding.memory import bytes_per_sample, fitting_batch_size, kv_bytes_per_position
 from gpt2_sweep.runner.module import SamplingModule
@@ -122,8 +122,8 @@ def out_of_memory_above(limit, calls):
 def sampling_module(model, tokenizer, count=6):
     settings, _ = sweep_settings({"temperature": True, "nucleus": True},
                                  {"temperature": (0.0, 1.2), "nucleus": (0.2, 1.0)}, {}, count)
-    prompt = torch.tensor(tokenizer.encode("The quick"))
-    return SamplingModule(model, prompt, settings, shared_uniforms(0, 19), 20)
+    prompts, _, uniforms, new_tokens = single_prompt(tokenizer.encode("The quick"), settings, shared_uniforms(0, 19), 20)
+    return SamplingModule(model, prompts, settings, uniforms, new_tokens)
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_samples(tiny_model, tokenizer, monkeypatch):

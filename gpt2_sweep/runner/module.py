@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..decoding.engines import choose_engine, decode
 from ..decoding.generation import Generated
+from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,17 @@ class SampleIndices(Dataset):
 
 
 class SamplingModule(L.LightningModule):
-    def __init__(self, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None, compile_setting="auto",
-                 batch_invariant=False):
+    """Sample i continues prompts' row i with settings[i], step k drawing with uniforms[i, k]
+    (uniforms: (samples, new_tokens) float32)."""
+
+    def __init__(self, model, prompts: PromptBatch, settings, uniforms, new_tokens, stop_token_id=None,
+                 compile_setting="auto", batch_invariant=False):
         super().__init__()
         self.model = model
-        self.prompt_ids = prompt_ids
+        self.prompts = prompts
         self.settings = RowSettings.of(settings)
         self.uniforms = uniforms
-        self.max_length = max_length
+        self.new_tokens = new_tokens
         self.stop_token_id = stop_token_id
         self.max_rows = None  # set after an out-of-memory error
         self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
@@ -45,7 +49,7 @@ class SamplingModule(L.LightningModule):
     def on_predict_start(self):
         """A bar counting generated tokens (rank 0's share; shown on a terminal only)."""
         from tqdm.auto import tqdm
-        new_tokens = len(self.settings) * (self.max_length - len(self.prompt_ids)) // self.trainer.world_size
+        new_tokens = len(self.settings) * self.new_tokens // self.trainer.world_size
         self.progress = tqdm(total=new_tokens, unit="tok", desc="Generating", leave=False, dynamic_ncols=True,
                              disable=None if self.trainer.is_global_zero else True)
 
@@ -64,8 +68,8 @@ class SamplingModule(L.LightningModule):
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
         self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
         try:
-            return decode(self.engine, self.model, self.prompt_ids, self.settings.rows(indices),
-                          self.uniforms, self.max_length, self.stop_token_id,
+            return decode(self.engine, self.model, self.prompts.rows(indices), self.settings.rows(indices),
+                          self.uniforms[indices], self.new_tokens, self.stop_token_id,
                           on_step=self.progress.update if self.progress else None).cpu()
         except torch.OutOfMemoryError:
             if len(indices) == 1:

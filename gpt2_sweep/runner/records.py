@@ -11,11 +11,12 @@ def cut_at_stop(tokens: list[int], prompt_length: int, stop_token_id) -> list[in
     return tokens[:tokens.index(stop_token_id, prompt_length) + 1]
 
 
-def sample_record(setting, generated, tokenizer, prompt_length: int, stop_token_id,
+def sample_record(setting, prompt_ids: list[int], generated, tokenizer, stop_token_id,
                   axes=("temperature", "nucleus")) -> dict:
-    """One entry of the artifact's texts: settings (those of `axes`), text, tokens and metrics of a
-    one-row batch."""
-    tokens = cut_at_stop(generated.tokens[0].tolist(), prompt_length, stop_token_id)
+    """One entry of the artifact's texts: settings (those of `axes`), text, tokens (the prompt's,
+    then the generated ones) and metrics of a one-row batch."""
+    prompt_length = len(prompt_ids)
+    tokens = cut_at_stop(list(prompt_ids) + generated.tokens[0].tolist(), prompt_length, stop_token_id)
     steps = len(tokens) - prompt_length
     logprobs = generated.logprobs[0, :steps]
     return {

@@ -16,6 +16,7 @@ from .. import __version__
 from ..analysis.divergence import divergence_from_reference
 from ..artifact import ARTIFACT_NAME, check_writable, holds_artifact_of, library_versions, write_json_atomic
 from ..decoding.memory import gpu_batch_size
+from ..decoding.prompts import one_prompt
 from ..decoding.sampling import shared_uniforms
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
@@ -98,7 +99,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = ()) -> Path:
                                      stop_token_id, batch_size, trainer_args, output_dir, options)
     device = drawn_with["device"]
     axes = settings_in_use(settings, options.sweeps)
-    texts = [sample_record(setting, drawn[index], tokenizer, len(prompt_ids), stop_token_id, axes)
+    texts = [sample_record(setting, prompt_ids, drawn[index], tokenizer, stop_token_id, axes)
              for index, setting in enumerate(settings)]
     for sample, position in zip(texts, divergence_from_reference(texts)):
         sample["metrics"]["diverges_from"] = position
@@ -151,7 +152,9 @@ def draw_samples(model, prompt_ids, settings, uniforms, max_length, stop_token_i
 
     from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
 
-    module = SamplingModule(model, torch.tensor(prompt_ids), settings, uniforms, max_length, stop_token_id,
+    new_tokens = max_length - len(prompt_ids)
+    prompts, row_uniforms = one_prompt(prompt_ids, uniforms, len(settings), new_tokens)
+    module = SamplingModule(model, prompts, settings, row_uniforms, new_tokens, stop_token_id,
                             options.compile, options.batch_invariant)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=RANK_DIR_PREFIX, dir=output_dir) as rank_dir:
