@@ -26,16 +26,17 @@ import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.decoding.engines import choose_engine, decode  # noqa: E402
+from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
 
 
 def drawn(engine, model, samples, batch, new):
     temperatures = torch.linspace(0.0, 1.5, samples)
     nuclei = torch.linspace(0.05, 1.0, samples).flip(0)
-    prompt, uniforms = torch.tensor([start_token(model)]), shared_uniforms(0, new)
+    prompts, uniforms = one_prompt([start_token(model)], shared_uniforms(0, new), samples, new)
     settings = RowSettings(temperatures, nuclei)
-    return torch.cat([decode(engine, model, prompt, settings.rows(slice(first, first + batch)), uniforms,
-                             new + 1).tokens.cpu() for first in range(0, samples, batch)])
+    return torch.cat([decode(engine, model, prompts.rows(block), settings.rows(block), uniforms[block], new).tokens.cpu()
+                      for block in (slice(first, first + batch) for first in range(0, samples, batch))])
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.decoding.engines import generate_static  # noqa: E402
 from gpt2_sweep.decoding.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.decoding.native_models import native_model  # noqa: E402
+from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, sample_step, shared_uniforms  # noqa: E402
 
 
@@ -59,8 +60,8 @@ class RecordingNative:
     def __getattr__(self, name):
         return getattr(self.native, name)
 
-    def __call__(self, ids, positions, cache, length, first_row=0):
-        logits = self.native(ids, positions, cache, length, first_row)
+    def __call__(self, ids, columns, cache, length, first_row=0):
+        logits = self.native(ids, columns, cache, length, first_row)
         self.steps.append(logits.cpu())
         return logits
 
@@ -98,7 +99,8 @@ def check(lm, batch, new, tolerance, device, loop="dynamic"):
     nuclei = torch.linspace(0.05, 1.0, batch).flip(0)
     uniforms = shared_uniforms(0, new)
     settings = RowSettings(temperatures, nuclei)
-    arguments = (torch.tensor([start]), settings, uniforms, new + 1)
+    prompts, row_uniforms = one_prompt([start], uniforms, batch, new)
+    arguments = (prompts, settings, row_uniforms, new)
     counts = {"loop": loop, "batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0,
               "differ_beyond_tolerance": 0, "fast_vs_full_sort_differ": 0, "graph_vs_eager_differ": None,
               "smallest_margin_of_a_difference": None}
@@ -116,7 +118,7 @@ def check(lm, batch, new, tolerance, device, loop="dynamic"):
         recorded = lm.steps
     for step, logits in enumerate(recorded[:new]):
         logits = logits.expand(batch, -1) if len(logits) == 1 else logits[:batch]  # the prefill has one row
-        picked = generated.tokens[:, 1 + step].cpu()
+        picked = generated.tokens[:, step].cpu()
         full = sample_step(logits.to(device), settings.to(device), uniforms[step]).tokens.cpu()
         counts["fast_vs_full_sort_differ"] += int((full != picked).sum())
         expected, margins = reference_picks(logits.to(torch.promote_types(logits.dtype, torch.float32)),

@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.decoding.engines import choose_engine, decode  # noqa: E402
+from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
 
 
@@ -76,15 +77,14 @@ def main() -> None:
     print(f"runner engine: {engine.describe()}", flush=True)
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
-        prompt = torch.tensor([start])
         ids = torch.full((batch, 1), start, device=device)
         temperatures = torch.linspace(1e-6, 1.2, batch)
         nuclei = torch.linspace(1e-6, 1.0, batch)
         settings = RowSettings(temperatures, nuclei)
-        uniforms = shared_uniforms(0, args.new)
+        prompts, uniforms = one_prompt([start], shared_uniforms(0, args.new), batch, args.new)
         runs = {
-            "runner": lambda: decode(engine, runner_model, prompt, settings, uniforms, args.new + 1),
-            "runner_invariant": lambda: decode(invariant, runner_model, prompt, settings, uniforms, args.new + 1),
+            "runner": lambda: decode(engine, runner_model, prompts, settings, uniforms, args.new),
+            "runner_invariant": lambda: decode(invariant, runner_model, prompts, settings, uniforms, args.new),
             "hf_generate": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
                                                   max_new_tokens=args.new, min_new_tokens=args.new),
             "hf_generate_static": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9,

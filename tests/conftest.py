@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hypothesis import settings
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=60)
 settings.load_profile("ci")
@@ -52,6 +52,27 @@ def tiny_gpt2(vocab_size: int, seed: int = 0, n_positions: int = 64) -> GPT2LMHe
     with torch.no_grad():  # larger logits than the default init: peaked but not degenerate
         model.lm_head.weight.mul_(20)
     return model
+
+
+def tiny_llama(vocab_size=3000, seed=0) -> LlamaForCausalLM:
+    """A Llama-style model (grouped-query attention, rotary positions), random and tiny."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)  # peaked but not degenerate, like the GPT-2 fixture
+    return model
+
+
+def single_prompt(prompt, settings, vector, max_length):
+    """decode()'s (prompts, settings, uniforms, new_tokens) for a batch that continues one prompt up
+    to max_length tokens, the prompt counted, reading the one vector u: a single-prompt run's batch."""
+    from gpt2_sweep.decoding.prompts import one_prompt
+    new_tokens = max_length - len(prompt)
+    prompts, uniforms = one_prompt(prompt, vector, len(settings), new_tokens)
+    return prompts, settings, uniforms, new_tokens
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import gpt2_sweep.runner.module
-from conftest import REPO, tiny_gpt2
+from conftest import REPO, single_prompt, tiny_gpt2
 from gpt2_sweep.decoding.engines import Engine, decode, generate_static
 from gpt2_sweep.decoding.generation import MIN_DECODE_ROWS, generate
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
@@ -57,15 +57,15 @@ def test_the_mode_survives_an_out_of_memory_split(tiny_model_dir, tmp_path, monk
 
 @pytest.mark.parametrize("loop", ["static", "dynamic"])
 def test_blocks_of_fixed_rows_give_the_same_samples_in_any_grouping(loop):
-    model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(6, 23)
+    model, prompt, uniforms = tiny_gpt2(3000, seed=1), [5, 17], shared_uniforms(6, 23)
     engine = Engine(loop, "NativeGPT2" if loop == "static" else "transformers", "top candidates, else a full sort",
                     False, False, batch_invariant_rows=4)
-    whole = decode(engine, model, prompt, SETTINGS, uniforms, 24)
-    plain = generate(model, prompt, SETTINGS, uniforms, 24)
+    whole = decode(engine, model, *single_prompt(prompt, SETTINGS, uniforms, 24))
+    plain = generate(model, *single_prompt(prompt, SETTINGS, uniforms, 24))
     if loop == "static":  # MKL's reproducible mode already makes rows invariant: blocks change nothing
-        plain = generate_static(model, prompt, SETTINGS, uniforms, 24)
+        plain = generate_static(model, *single_prompt(prompt, SETTINGS, uniforms, 24))
     assert torch.equal(whole.tokens, plain.tokens)
     for group in ([0], [15, 2, 9], list(range(7)), [3, 1, 4, 1, 5, 9, 2, 6, 5]):
-        part = decode(engine, model, prompt, SETTINGS.rows(group), uniforms, 24)
+        part = decode(engine, model, *single_prompt(prompt, SETTINGS.rows(group), uniforms, 24))
         assert torch.equal(part.tokens, whole.tokens[group]), group
         assert torch.equal(part.logprobs, whole.logprobs[group])

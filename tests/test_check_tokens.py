@@ -39,8 +39,8 @@ def test_the_check_catches_a_loop_that_reads_the_wrong_uniform(monkeypatch):
     lm = check_tokens.RecordingLM(tiny_gpt2(3000, seed=1))
     real_generate = check_tokens.generate
 
-    def off_by_one(lm, prompt, settings, uniforms, *args, **kwargs):
-        return real_generate(lm, prompt, settings, uniforms.roll(1), *args, **kwargs)
+    def off_by_one(lm, prompts, settings, uniforms, *args, **kwargs):
+        return real_generate(lm, prompts, settings, uniforms.roll(1, dims=-1), *args, **kwargs)
 
     monkeypatch.setattr(check_tokens, "generate", off_by_one)
     counts = check_tokens.check(lm, batch=6, new=20, tolerance=1e-4, device="cpu")

@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from conftest import single_prompt
 from gpt2_sweep.decoding.generation import MIN_DECODE_ROWS, CausalLM, TransposedHead, generate
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
 from gpt2_sweep.runner.records import cut_at_stop
@@ -33,12 +34,12 @@ def reference_generate(model, prompt_ids, temperature, nucleus, uniforms, max_le
 def test_generate_matches_the_plain_reference_loop(tiny_model, tokenizer):
     prompt = tokenizer.encode("The quick brown")
     uniforms = shared_uniforms(7, 23)
-    tokens = generate(tiny_model, torch.tensor(prompt), SETTINGS, uniforms, 24).tokens
-    assert tokens.shape == (6, 24)
+    tokens = generate(tiny_model, *single_prompt(prompt, SETTINGS, uniforms, 24)).tokens
+    assert tokens.shape == (6, 24 - len(prompt))  # the generated tokens only
     complete = 0
     for row, (t, p) in enumerate(zip(TEMPERATURES.tolist(), NUCLEI.tolist())):
         expected, ran_to_end = reference_generate(tiny_model, prompt, t, p, uniforms, 24)
-        assert tokens[row, :len(expected)].tolist() == expected
+        assert (prompt + tokens[row].tolist())[:len(expected)] == expected
         complete += ran_to_end
     assert complete >= 5
     assert len(set(map(tuple, tokens.tolist()))) >= 4  # the settings do change the text
@@ -48,25 +49,25 @@ def test_position_t_reads_uniform_t_minus_one(tiny_model, tokenizer):
     prompt = tokenizer.encode("A sweep over")
     uniforms = shared_uniforms(0, 15)
     temperatures, nuclei = torch.ones(4), torch.ones(4)
-    base = generate(tiny_model, torch.tensor(prompt), RowSettings(temperatures, nuclei), uniforms, 16).tokens
+    settings = RowSettings(temperatures, nuclei)
+    base = generate(tiny_model, *single_prompt(prompt, settings, uniforms, 16)).tokens
     first = len(prompt)  # the first generated position reads uniforms[first - 1]
     before = uniforms.clone()
     before[: first - 1] = 1 - before[: first - 1]  # positions inside the prompt draw nothing
-    assert torch.equal(generate(tiny_model, torch.tensor(prompt), RowSettings(temperatures, nuclei), before, 16).tokens, base)
+    assert torch.equal(generate(tiny_model, *single_prompt(prompt, settings, before, 16)).tokens, base)
     changed = uniforms.clone()
     changed[first - 1] = (changed[first - 1] + 0.5) % 1
-    other = generate(tiny_model, torch.tensor(prompt), RowSettings(temperatures, nuclei), changed, 16).tokens
-    assert torch.equal(other[:, :first], base[:, :first])
-    assert not torch.equal(other[:, first], base[:, first])
+    other = generate(tiny_model, *single_prompt(prompt, settings, changed, 16)).tokens
+    assert not torch.equal(other[:, 0], base[:, 0])
 
 
 def test_tokens_do_not_depend_on_batch_size_or_grouping(tiny_model, tokenizer):
     prompt = torch.tensor(tokenizer.encode("Every sample"))
     uniforms = shared_uniforms(3, 29)
-    whole = generate(tiny_model, prompt, SETTINGS, uniforms, 30).tokens
+    whole = generate(tiny_model, *single_prompt(prompt, SETTINGS, uniforms, 30)).tokens
     for groups in ([[0], [1], [2], [3], [4], [5]], [[5, 0], [3, 1, 4], [2]], [[4, 2, 0, 1, 3, 5]]):
         for group in groups:
-            part = generate(tiny_model, prompt, SETTINGS.rows(group), uniforms, 30).tokens
+            part = generate(tiny_model, *single_prompt(prompt, SETTINGS.rows(group), uniforms, 30)).tokens
             assert torch.equal(part, whole[group]), group
 
 
@@ -80,15 +81,15 @@ def test_linear_rows_are_batch_invariant_from_the_minimum_decode_batch():
 
 
 def test_stop_token_ends_each_row_and_generation(tiny_model, tokenizer):
-    prompt = torch.tensor(tokenizer.encode("The lazy"))
+    prompt = tokenizer.encode("The lazy")
     uniforms = shared_uniforms(1, 19)
-    free = generate(tiny_model, prompt, SETTINGS, uniforms, 20).tokens
-    stop = free[3, len(prompt) + 2].item()  # a token row 3 produces
-    stopped = generate(tiny_model, prompt, SETTINGS, uniforms, 20, stop_token_id=stop).tokens
+    free = generate(tiny_model, *single_prompt(prompt, SETTINGS, uniforms, 20)).tokens
+    stop = free[3, 2].item()  # a token row 3 produces
+    stopped = generate(tiny_model, *single_prompt(prompt, SETTINGS, uniforms, 20), stop_token_id=stop).tokens
     for row in range(6):
-        expected = cut_at_stop(free[row].tolist(), len(prompt), stop)
-        assert cut_at_stop(stopped[row].tolist(), len(prompt), stop) == expected
-    assert all(stop in row[len(prompt):] for row in stopped.tolist()) or stopped.shape[1] == 20
+        expected = cut_at_stop(prompt + free[row].tolist(), len(prompt), stop)
+        assert cut_at_stop(prompt + stopped[row].tolist(), len(prompt), stop) == expected
+    assert all(stop in row for row in stopped.tolist()) or stopped.shape[1] == 20 - len(prompt)
 
 
 def test_cut_at_stop_keeps_the_first_generated_stop_token():
@@ -115,13 +116,14 @@ def test_the_candidate_path_generates_the_tokens_of_the_full_sort(tokenizer):
     """A vocabulary larger than the candidates, so that both paths of the sampler run."""
     from conftest import tiny_gpt2
     model = tiny_gpt2(3000, seed=1)
-    prompt = torch.tensor([5, 17, 300])
+    prompt = [5, 17, 300]
     uniforms = shared_uniforms(4, 39)
     temperatures = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.5, 2.0])
     nuclei = torch.tensor([1.0, 0.9, 0.5, 1.0, 0.99, 1.0])
+    arguments = single_prompt(prompt, RowSettings(temperatures, nuclei), uniforms, 40)
     for candidates in (4, 32, 256):
-        fast = generate(model, prompt, RowSettings(temperatures, nuclei), uniforms, 40, candidates=candidates)
-        full = generate(model, prompt, RowSettings(temperatures, nuclei), uniforms, 40, candidates=None)
+        fast = generate(model, *arguments, candidates=candidates)
+        full = generate(model, *arguments, candidates=None)
         assert torch.equal(fast.tokens, full.tokens)
         assert torch.equal(fast.logprobs, full.logprobs) and torch.equal(fast.entropies, full.entropies)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import single_prompt
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.analysis.metrics import distinct_n, repetition, sample_metrics
 from gpt2_sweep.decoding.sampling import MASS_UNIT, RowSettings, shared_uniforms
@@ -46,11 +47,11 @@ def pickable_count(logits, temperature: float, kept) -> int:
 def test_step_statistics_match_a_float64_teacher_forced_recomputation(tiny_model, tokenizer):
     prompt = tokenizer.encode("A sweep over")
     temperatures, nuclei = torch.tensor([0.0, 0.5, 1.0, 1.3]), torch.tensor([0.3, 0.9, 1.0, 0.6])
-    generated = generate(tiny_model, torch.tensor(prompt), RowSettings(temperatures, nuclei), shared_uniforms(2, 19), 20)
+    generated = generate(tiny_model, *single_prompt(prompt, RowSettings(temperatures, nuclei), shared_uniforms(2, 19), 20))
     model64 = copy.deepcopy(tiny_model).double()
     checked = 0
     for row in range(4):
-        tokens = generated.tokens[row].tolist()
+        tokens = prompt + generated.tokens[row].tolist()
         with torch.no_grad():
             logits = model64(input_ids=torch.tensor([tokens])).logits[0].numpy()
         for step, position in enumerate(range(len(prompt), len(tokens))):

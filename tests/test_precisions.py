@@ -5,8 +5,8 @@ import pytest
 import torch
 from lightning.pytorch.plugins.precision import DoublePrecision, HalfPrecision, MixedPrecision
 
-from conftest import artifact, compose_config, tiny_gpt2
-from test_static_decode import SETTINGS, tiny_llama
+from conftest import artifact, compose_config, single_prompt, tiny_gpt2, tiny_llama
+from test_static_decode import SETTINGS
 from gpt2_sweep.decoding.engines import Engine, decode
 from gpt2_sweep.decoding.sampling import shared_uniforms
 from gpt2_sweep.runner.sweep import run_sweep
@@ -69,15 +69,17 @@ def test_the_static_loop_with_the_eager_sampler_runs_under_every_precision(preci
     autocast Llama's rotary makes float32 keys, which the cache keeps in bfloat16)."""
     plugin = PLUGINS[precision]()
     model = plugin.convert_module(tiny_gpt2(500, seed=1) if family == "gpt2" else tiny_llama(500))
-    prompt, uniforms = torch.tensor([5, 17, 300]), shared_uniforms(3, 15)
+    prompt = torch.tensor([5, 17, 300])
+    batch = single_prompt(prompt, SETTINGS, shared_uniforms(3, 15), 16)
     with plugin.forward_context():
-        static = decode(STATIC_EAGER, model, prompt, SETTINGS, uniforms, 16)
+        static = decode(STATIC_EAGER, model, *batch)
         with torch.inference_mode():
-            logits = model(input_ids=static.tokens).logits[:, len(prompt) - 1:-1].double()
-    assert static.tokens.shape == (len(SETTINGS), 16) and static.logprobs.dtype == torch.float32
-    model_logprobs = logits.log_softmax(dim=-1).gather(-1, static.tokens[:, len(prompt):, None]).squeeze(-1)
+            sequences = torch.cat([prompt.expand(len(SETTINGS), -1), static.tokens], dim=1)
+            logits = model(input_ids=sequences).logits[:, len(prompt) - 1:-1].double()
+    assert static.tokens.shape == (len(SETTINGS), 16 - len(prompt)) and static.logprobs.dtype == torch.float32
+    model_logprobs = logits.log_softmax(dim=-1).gather(-1, static.tokens[:, :, None]).squeeze(-1)
     tolerance = 1e-5 if precision == "64-true" else 0.2  # a few units in the last place of 16-bit logits
     torch.testing.assert_close(static.logprobs.double(), model_logprobs, rtol=0, atol=tolerance)
     assert bool(static.entropies.isfinite().all())
     if precision == "bf16-mixed":  # the products ran in bfloat16, as the precision asks, not in float32
-        assert not torch.equal(static.logprobs, decode(STATIC_EAGER, model, prompt, SETTINGS, uniforms, 16).logprobs)
+        assert not torch.equal(static.logprobs, decode(STATIC_EAGER, model, *batch).logprobs)

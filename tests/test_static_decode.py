@@ -1,13 +1,14 @@
 """The static decode loop (native forwards, fixed-shape step) against the generic loop, on the CPU."""
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+from transformers import OPTConfig, OPTForCausalLM
 
-from conftest import tiny_gpt2
+from conftest import single_prompt, tiny_gpt2, tiny_llama
 from reference import reference_pick
 from gpt2_sweep.decoding.engines import Engine, choose_engine, decode, generate_static
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.decoding.native_models import native_model
+from gpt2_sweep.decoding.prompts import PromptBatch
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
 from gpt2_sweep.decoding.static_decode import DecodeState, bucket, decode_one_token, prefill
 from gpt2_sweep.decoding.threshold_search import search_step
@@ -17,34 +18,26 @@ NUCLEI = torch.tensor([1.0, 0.9, 0.5, 1.0, 0.99, 1.0, 0.0])  # greedy rows, nucl
 SETTINGS = RowSettings(TEMPERATURES, NUCLEI)
 
 
-def tiny_llama(vocab_size=3000, seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(20)  # peaked but not degenerate, like the GPT-2 fixture
-    return model
-
-
 MODELS = {"gpt2": lambda: tiny_gpt2(3000, seed=1), "llama": tiny_llama}  # more tokens than candidates
 
 
-def assert_same_samples(static, generic, model=None, uniforms=None, settings=SETTINGS):
+def assert_same_samples(static, generic, model, arguments):
     """The same samples; but the native forward adds in another order than transformers', so its
     logits agree to float32 rounding only: where a row's tokens part, u must lie within that
-    rounding of a boundary of the float64 rule (checked with the model), and the rows agree before."""
+    rounding of a boundary of the float64 rule (checked with the model), and the rows agree before.
+    arguments: the batch's (prompts, settings, uniforms, new_tokens)."""
+    prompts, settings, uniforms, _ = arguments
     assert static.tokens.shape == generic.tokens.shape
     identical = (static.tokens == generic.tokens).all(dim=-1)
     for row in (~identical).nonzero().flatten().tolist():
         part = int((static.tokens[row] != generic.tokens[row]).nonzero()[0])
         with torch.no_grad():
-            logits = model(input_ids=generic.tokens[row:row + 1, :part]).logits[0, -1]
+            ids = torch.cat([prompts.row_ids(row), generic.tokens[row, :part]])
+            logits = model(input_ids=ids.unsqueeze(0)).logits[0, -1]
         top_k = int(settings.top_ks[row]) if settings.top_ks is not None else 0
         min_p = float(settings.min_ps[row]) if settings.min_ps is not None else 0.0
         _, u_margin, nucleus_margin = reference_pick(logits.numpy(), float(settings.temperatures[row]),
-                                                     float(settings.nuclei[row]), float(uniforms[part - 1]), top_k, min_p)
+                                                     float(settings.nuclei[row]), float(uniforms[row, part]), top_k, min_p)
         assert min(u_margin, nucleus_margin) < 1e-4, (row, part)
     assert int(identical.sum()) >= len(identical) - 1
     assert static.logprobs.shape == generic.logprobs.shape
@@ -57,27 +50,26 @@ def assert_same_samples(static, generic, model=None, uniforms=None, settings=SET
 @pytest.mark.parametrize("prompt", [[0], [5, 17, 300, 9]], ids=["bos", "prompt"])
 def test_static_loop_gives_the_generic_loops_samples(family, prompt):
     model = MODELS[family]()
-    prompt, uniforms = torch.tensor(prompt), shared_uniforms(4, 39)
-    generic = generate(model, prompt, SETTINGS, uniforms, 40)
-    assert_same_samples(generate_static(model, prompt, SETTINGS, uniforms, 40), generic, model, uniforms)
+    arguments = single_prompt(prompt, SETTINGS, shared_uniforms(4, 39), 40)
+    generic = generate(model, *arguments)
+    assert_same_samples(generate_static(model, *arguments), generic, model, arguments)
     assert len(set(map(tuple, generic.tokens.tolist()))) >= 4  # the settings do change the text
 
 
 @pytest.mark.parametrize("family", MODELS)
 def test_a_stop_token_ends_rows_and_the_run_as_in_the_generic_loop(family):
-    model, prompt, uniforms = MODELS[family](), torch.tensor([5, 17]), shared_uniforms(2, 39)
-    free = generate(model, prompt, SETTINGS, uniforms, 40).tokens
-    for stop in (free[2, 4].item(), free[0, 3].item()):
-        generic = generate(model, prompt, SETTINGS, uniforms, 40, stop_token_id=stop)
-        assert_same_samples(generate_static(model, prompt, SETTINGS, uniforms, 40, stop), generic, model,
-                            uniforms)
+    model, arguments = MODELS[family](), single_prompt([5, 17], SETTINGS, shared_uniforms(2, 39), 40)
+    free = generate(model, *arguments).tokens
+    for stop in (free[2, 2].item(), free[0, 1].item()):
+        generic = generate(model, *arguments, stop_token_id=stop)
+        assert_same_samples(generate_static(model, *arguments, stop), generic, model, arguments)
 
 
 def test_static_loop_tokens_do_not_depend_on_the_batch():
-    model, prompt, uniforms = tiny_llama(), torch.tensor([5, 17]), shared_uniforms(3, 39)
-    whole = generate_static(model, prompt, SETTINGS, uniforms, 40).tokens
+    model, prompt, uniforms = tiny_llama(), [5, 17], shared_uniforms(3, 39)
+    whole = generate_static(model, *single_prompt(prompt, SETTINGS, uniforms, 40)).tokens
     for group in ([0], [6, 1, 3], [5, 4, 2, 0, 1, 3]):
-        assert torch.equal(generate_static(model, prompt, SETTINGS.rows(group), uniforms, 40).tokens,
+        assert torch.equal(generate_static(model, *single_prompt(prompt, SETTINGS.rows(group), uniforms, 40)).tokens,
                            whole[group])
 
 
@@ -86,34 +78,46 @@ def test_native_forward_gives_the_models_logits(family):
     model = MODELS[family]()
     native = native_model(model)
     ids = torch.tensor([[5, 17, 300, 9, 41]])
-    state = DecodeState.allocate(native, ids[0], RowSettings(torch.ones(1), torch.ones(1)), shared_uniforms(0, 9), 10, None)
+    state = DecodeState.allocate(native, *single_prompt(ids[0], RowSettings(torch.ones(1), torch.ones(1)),
+                                                        shared_uniforms(0, 9), 10), None, "cpu")
     with torch.inference_mode():
         ours = native(ids, torch.arange(5), state.cache, bucket(5, 10))
         torch.testing.assert_close(ours, model(input_ids=ids).logits[:, -1], rtol=0, atol=1e-4)
 
 
+MIXED_PROMPTS = PromptBatch.of([[5, 17, 300], [9], [5, 17, 300], [41, 8, 2, 77, 6], [9], [3, 4], [41, 8, 2, 77, 6]])
+
+
+@pytest.mark.parametrize("prompts", ["one", "mixed"])
 @pytest.mark.parametrize("family", MODELS)
-def test_the_decode_step_compiles_as_one_graph(family):
-    """fullgraph=True: no graph break, host synchronisation or data-dependent shape in the step."""
+def test_the_decode_step_compiles_as_one_graph(family, prompts):
+    """fullgraph=True: no graph break, host synchronisation or data-dependent shape in the step,
+    prompts of different lengths included (left-padded, each row with its own start)."""
     model = MODELS[family]()
-    prompt, uniforms = torch.tensor([5, 17, 300]), shared_uniforms(1, 29)
+    vector = shared_uniforms(1, 29)
+    if prompts == "one":
+        prompts, settings, uniforms, new_tokens = single_prompt([5, 17, 300], SETTINGS, vector, 30)
+    else:
+        prompts, settings, new_tokens = MIXED_PROMPTS, SETTINGS, 25
+        uniforms = torch.stack([vector[len(prompts.row_ids(row)) - 1:][:new_tokens] for row in range(len(settings))])
     native = native_model(model)
-    state = DecodeState.allocate(native, prompt, SETTINGS, uniforms, 30, stop_token_id=7)
+    state = DecodeState.allocate(native, prompts, settings, uniforms, new_tokens, 7, "cpu")
     step = torch.compile(decode_one_token, fullgraph=True, dynamic=False, backend="aot_eager")
+    max_length = state.tokens.shape[1]
     with torch.inference_mode():
         prefill(native, state)
-        for position in range(3, 30):
-            step(native, state, bucket(position, 30), search_step)
-    expected = generate(model, prompt, SETTINGS, uniforms, 30, stop_token_id=7).tokens
-    assert torch.equal(state.tokens[:, :expected.shape[1]], expected)
+        for position in range(state.prompt_length, max_length):
+            step(native, state, bucket(position, max_length), search_step)
+    expected = generate(model, prompts, settings, uniforms, new_tokens, stop_token_id=7).tokens
+    generated = state.tokens[:, state.prompt_length:]
+    assert torch.equal(generated[:, :expected.shape[1]], expected)
 
 
 @pytest.mark.slow
 def test_the_inductor_compiled_sampler_gives_the_same_samples():
-    model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(5, 29)
-    generic = generate(model, prompt, SETTINGS, uniforms, 30)
-    assert_same_samples(generate_static(model, prompt, SETTINGS, uniforms, 30, compiled=True), generic,
-                        model, uniforms)
+    model, arguments = tiny_gpt2(3000, seed=1), single_prompt([5, 17], SETTINGS, shared_uniforms(5, 29), 30)
+    generic = generate(model, *arguments)
+    assert_same_samples(generate_static(model, *arguments, compiled=True), generic, model, arguments)
 
 
 def test_the_engine_follows_runtime_compile_and_the_model_family():
@@ -132,19 +136,20 @@ def test_the_engine_follows_runtime_compile_and_the_model_family():
 
 
 def test_the_static_loop_applies_top_k_and_min_p_as_the_generic_loop():
-    model, prompt, uniforms = tiny_gpt2(3000, seed=1), torch.tensor([5, 17]), shared_uniforms(8, 29)
+    model, uniforms = tiny_gpt2(3000, seed=1), shared_uniforms(8, 29)
     settings = RowSettings(TEMPERATURES, NUCLEI, torch.tensor([0, 1, 3, 20, 0, 5, 2]),
                            torch.tensor([0.0, 0.0, 0.1, 0.02, 0.3, 0.0, 0.05]))
-    generic = generate(model, prompt, settings, uniforms, 30)
-    assert_same_samples(generate_static(model, prompt, settings, uniforms, 30), generic, model, uniforms, settings)
-    assert not torch.equal(generic.tokens, generate(model, prompt, SETTINGS, uniforms, 30).tokens)
+    arguments = single_prompt([5, 17], settings, uniforms, 30)
+    generic = generate(model, *arguments)
+    assert_same_samples(generate_static(model, *arguments), generic, model, arguments)
+    assert not torch.equal(generic.tokens, generate(model, *single_prompt([5, 17], SETTINGS, uniforms, 30)).tokens)
 
 
 @pytest.mark.parametrize("loop", ["static", "dynamic"])
 def test_progress_is_reported_per_generated_token(loop):
-    model, prompt, uniforms = tiny_gpt2(500), torch.tensor([5, 17]), shared_uniforms(0, 11)
+    model, uniforms = tiny_gpt2(500), shared_uniforms(0, 11)
     engine = Engine(loop, "NativeGPT2" if loop == "static" else "transformers", "top candidates, else a full sort",
                     False, False)
     counted = []
-    decode(engine, model, prompt, SETTINGS.rows(slice(0, 3)), uniforms, 12, on_step=counted.append)
+    decode(engine, model, *single_prompt([5, 17], SETTINGS.rows(slice(0, 3)), uniforms, 12), on_step=counted.append)
     assert counted == [3] * 10  # three samples, ten new tokens each

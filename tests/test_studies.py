@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import gpt2_sweep
-from conftest import artifact, compose_config, run_cli
+from conftest import artifact, compose_config, run_cli, single_prompt
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.decoding.sampling import RowSettings, derived_seed, sample_uniforms, shared_uniforms
 from gpt2_sweep.runner.module import SamplingModule
@@ -110,9 +110,10 @@ def test_each_samples_vector_is_recovered_from_the_artifact_and_gives_its_tokens
     for _, row in gpt2_sweep.load(study_dir).iterrows():
         length = int(row.prompt_tokens) + metadata["max_new_tokens"]
         uniforms = sample_uniforms(metadata["seed"], int(row.prompt_index), int(row.draw), length - 1)
-        alone = generate(model, torch.tensor(row.tokens[:row.prompt_tokens]),
-                         RowSettings.of([Setting(temperature=row.temperature, nucleus=row.nucleus)]), uniforms, length)
-        assert alone.tokens[0].tolist() == list(row.tokens)
+        prompt = list(row.tokens[:row.prompt_tokens])
+        alone = generate(model, *single_prompt(prompt, RowSettings.of([Setting(temperature=row.temperature,
+                                                                                nucleus=row.nucleus)]), uniforms, length))
+        assert prompt + alone.tokens[0].tolist() == list(row.tokens)
 
 
 def test_a_one_prompt_run_keeps_todays_samples_and_artifact(tiny_model_dir, tokenizer, tmp_path):
@@ -122,16 +123,18 @@ def test_a_one_prompt_run_keeps_todays_samples_and_artifact(tiny_model_dir, toke
     assert all(list(entry) == ONE_PROMPT_ENTRY for entry in document["texts"])
     assert document["metadata"]["p_values"] == shared_uniforms(0, 11).tolist()
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    today = generate(model, torch.tensor(tokenizer.encode(PROMPTS[0])),
-                     RowSettings.of([Setting(temperature=0.0), Setting(temperature=1.2)]), shared_uniforms(0, 11), 12)
-    assert [entry["tokens"] for entry in document["texts"]] == today.tokens.tolist()
+    prompt = tokenizer.encode(PROMPTS[0])
+    generated = generate(model, *single_prompt(prompt, RowSettings.of([Setting(temperature=0.0), Setting(temperature=1.2)]),
+                                               shared_uniforms(0, 11), 12))
+    today = torch.cat([torch.tensor(prompt).expand(2, -1), generated.tokens], dim=1)
+    assert [entry["tokens"] for entry in document["texts"]] == today.tolist()
     # The same prompt as prompt 0 of a set, draw 0: the same samples.
     (tmp_path / "one.txt").write_text(PROMPTS[0] + "\n" + PROMPTS[1] + "\n")
     new_tokens = 12 - len(tokenizer.encode(PROMPTS[0]))
     run_sweep(config(tiny_model_dir, f"prompts={tmp_path / 'one.txt'}", f"max_new_tokens={new_tokens}"),
               tmp_path / "set")
     in_a_set = gpt2_sweep.load(tmp_path / "set")
-    assert [list(t) for t in in_a_set.tokens[in_a_set.prompt_index == 0]] == today.tokens.tolist()
+    assert [list(t) for t in in_a_set.tokens[in_a_set.prompt_index == 0]] == today.tolist()
 
 
 def test_slices_of_a_study_run_as_jobs_load_as_the_whole_study(study_dir, tiny_model_dir, prompt_file, tmp_path):

@@ -5,9 +5,10 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .generation import MIN_DECODE_ROWS, Generated, generate
+from .generation import MIN_DECODE_ROWS, Generated, generate, padded_rows
 from .native_models import native_model
 from .ordering import candidate_step
+from .prompts import PromptBatch
 from .static_decode import CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill, stop_position
 from .threshold_search import search_step
 
@@ -91,10 +92,10 @@ def default_dtype(dtype: torch.dtype):
 
 
 @torch.inference_mode()
-def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id=None,
+def generate_static(model, prompts: PromptBatch, settings, uniforms, new_tokens, stop_token_id=None,
                     compiled=False, cuda_graphs=False, native=None, block_rows=None, on_step=None) -> Generated:
     """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
-    a static cache.
+    a static cache, rows of different prompts left-padded to the longest.
 
     Under a caller's autocast (a mixed precision), the forward runs under the same autocast, as the
     model's own forward does in the generic loop: the products in 16 bits as the precision asks, and
@@ -108,8 +109,8 @@ def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_toke
     dtype, mixed = compute_dtype(model), torch.is_autocast_enabled(device.type)
     batch = len(settings)
     rows = -(-batch // block_rows) * block_rows if block_rows else max(batch, MIN_DECODE_ROWS)
-    state = DecodeState.allocate(native, prompt_ids.to(device), settings.padded(rows), uniforms, max_length,
-                                 stop_token_id, cache_dtype=dtype)
+    state = DecodeState.allocate(native, prompts.padded(rows), settings.padded(rows), padded_rows(uniforms, rows),
+                                 new_tokens, stop_token_id, device, cache_dtype=dtype)
     # Uncompiled, the search would materialise (rows, vocabulary, thresholds): the eager step takes
     # the candidates, whose host synchronisations only matter inside a CUDA graph.
     sample = compiled_search_step() if compiled else candidate_step
@@ -124,6 +125,7 @@ def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_toke
     def step(length):
         decode_one_token(forward, state, length, sample, block_rows)
 
+    max_length = state.tokens.shape[1]
     with torch.autocast(device.type, enabled=False, cache_enabled=False), default_dtype(torch.float32):
         prefill(forward, state)
         if cuda_graphs:
@@ -132,27 +134,30 @@ def generate_static(model, prompt_ids, settings, uniforms, max_length, stop_toke
         written = decode_n_tokens(step, state, on_step and (lambda: on_step(batch)))
     end = stop_position(state.tokens, state.prompt_length, stop_token_id, written)
     steps = end - state.prompt_length
-    return Generated(tokens=state.tokens[:batch, :end], logprobs=state.logprobs[:batch, :steps],
+    return Generated(tokens=state.tokens[:batch, state.prompt_length:end], logprobs=state.logprobs[:batch, :steps],
                      entropies=state.entropies[:batch, :steps], support_sizes=state.support_sizes[:batch, :steps])
 
 
-def decode(engine: Engine, model, prompt_ids, settings, uniforms, max_length, stop_token_id=None,
+def decode(engine: Engine, model, prompts: PromptBatch, settings, uniforms, new_tokens, stop_token_id=None,
            on_step=None) -> Generated:
-    """The samples of one batch, one per row of settings (sampling.RowSettings), by the chosen loop.
+    """The samples of one batch by the chosen loop: row r continues prompts' row r with the settings
+    of row r (sampling.RowSettings), step k drawing with uniforms[r, k] ((rows, new_tokens) float32).
 
     Batch-invariant, the static loop runs every kernel on blocks of the same number of rows inside
     each step; the generic loop decodes such blocks one after another. on_step(samples) after each
     position drawn."""
     rows = engine.batch_invariant_rows
     if engine.loop == "static":
-        return generate_static(model, prompt_ids, settings, uniforms, max_length, stop_token_id,
+        return generate_static(model, prompts, settings, uniforms, new_tokens, stop_token_id,
                                engine.compiled, engine.cuda_graphs, block_rows=rows, on_step=on_step)
     if rows is None:
-        return generate(model, prompt_ids, settings, uniforms, max_length, stop_token_id, on_step=on_step)
+        return generate(model, prompts, settings, uniforms, new_tokens, stop_token_id, on_step=on_step)
     parts = []
     for first in range(0, len(settings), rows):
-        block = settings.rows(slice(first, first + rows))
-        drawn = generate(model, prompt_ids, block.padded(rows), uniforms, max_length, stop_token_id,
-                         on_step=on_step and (lambda _: on_step(len(block))))
-        parts.append(drawn.rows(slice(0, len(block))))
+        block = slice(first, first + rows)
+        count = len(settings.rows(block))
+        drawn = generate(model, prompts.rows(block).padded(rows), settings.rows(block).padded(rows),
+                         padded_rows(uniforms[block], rows), new_tokens, stop_token_id,
+                         on_step=on_step and (lambda _: on_step(count)))
+        parts.append(drawn.rows(slice(0, count)))
     return Generated.cat(parts, pad_token=stop_token_id or 0)

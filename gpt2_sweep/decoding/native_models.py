@@ -1,44 +1,66 @@
 """GPT-2 and Llama-style forwards over a static KV cache, reading only its filled part.
 
-`native(ids, positions, cache, length, first_row)` returns the last position's logits of the rows
-ids, which are the cache's rows from first_row on.
+`native(ids, columns, cache, length, first_row)` returns the last position's logits of the rows
+ids, which are the cache's rows from first_row on, written at cache columns `columns`.
 
 They run the Hugging Face model's own modules and weights (nothing is copied), but own the cache
-and the attention: keys and values are written at device-side positions, and attention reads the
-first `length` cache positions, a length the decode loop rounds up to a bucket. Fixed shapes and no
-host synchronisation, so a step can be compiled or captured as a CUDA graph. Other model families
-take the generic loop (generation.py).
+and the attention: keys and values are written at device-side columns, and attention reads the
+first `length` cache columns, a length the decode loop rounds up to a bucket. A row whose prompt is
+shorter than the batch's longest starts its prompt further right (left padding): the cache keeps
+each row's first column, so the row's positions start at 0 there and attention skips the padding.
+Fixed shapes and no host synchronisation, so a step can be compiled or captured as a CUDA graph.
+Other model families take the generic loop (generation.py).
 """
 import torch
 import torch.nn.functional as F
 
 
 class StaticCache:
-    """Keys and values of every layer: (layers, batch, kv heads, max_length, head dim), allocated once."""
+    """Keys and values of every layer: (layers, batch, kv heads, max_length, head dim), allocated once.
 
-    def __init__(self, layers, batch, kv_heads, max_length, head_dim, dtype, device):
+    starts: (batch,) each row's first column, where its prompt begins; None when every row's is 0."""
+
+    def __init__(self, layers, batch, kv_heads, max_length, head_dim, dtype, device, starts=None):
         shape = (layers, batch, kv_heads, max_length, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.starts = starts
 
-    def attend(self, layer, query, key, value, positions, length, scale, first_row=0):
-        """Write this step's keys and values at `positions` (of the rows from `first_row` on, one per
-        query row), then attend from each query position to the cached positions at or before it,
-        among the first `length`."""
+    def empty_like(self, batch, max_length, starts=None) -> "StaticCache":
+        """Another cache for the same model, dtype and device, of `batch` rows and max_length columns."""
+        layers, _, kv_heads, _, head_dim = self.keys.shape
+        return StaticCache(layers, batch, kv_heads, max_length, head_dim, self.keys.dtype, self.keys.device, starts)
+
+    def positions(self, columns, first_row, count):
+        """The model's positions at `columns` of `count` rows from first_row: the columns less each
+        row's start, (rows, columns); the columns themselves without starts. Padding reads 0."""
+        if self.starts is None:
+            return columns
+        return (columns - self.starts[first_row:first_row + count].unsqueeze(-1)).clamp(min=0)
+
+    def attend(self, layer, query, key, value, columns, length, scale, first_row=0):
+        """Write this step's keys and values at `columns` (of the rows from `first_row` on, one per
+        query row), then attend from each query column to the cached columns at or before it, among
+        the first `length`, from the row's start on (a padding column sees itself only: no row of
+        the softmax is empty)."""
         rows = slice(first_row, first_row + len(query))
         # Under autocast, keys may come in float32 (Llama's rotary promotes them) while attention reads
         # them in autocast's dtype, the cache's: stored as it will read them.
-        self.keys[layer, rows].index_copy_(2, positions, key.to(self.keys.dtype))
-        self.values[layer, rows].index_copy_(2, positions, value.to(self.values.dtype))
+        self.keys[layer, rows].index_copy_(2, columns, key.to(self.keys.dtype))
+        self.values[layer, rows].index_copy_(2, columns, value.to(self.values.dtype))
         keys, values = self.keys[layer, rows, :, :length], self.values[layer, rows, :, :length]
-        visible = torch.arange(keys.shape[-2], device=query.device) <= positions.unsqueeze(-1)
+        cached = torch.arange(keys.shape[-2], device=query.device)
+        visible = cached <= columns.unsqueeze(-1)
+        if self.starts is not None:
+            starts = self.starts[rows].view(-1, 1, 1, 1)
+            visible = visible & ((cached >= starts) | (cached == columns.unsqueeze(-1)))
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale,
                                               enable_gqa=query.shape[1] != key.shape[1])
 
-    def share_first_row(self, length: int) -> None:
-        """Copy row 0's first `length` positions (the shared prompt) to every row."""
-        self.keys[:, 1:, :, :length] = self.keys[:, :1, :, :length]
-        self.values[:, 1:, :, :length] = self.values[:, :1, :, :length]
+    def take_prefix(self, prefix: "StaticCache", of_row: torch.Tensor, length: int) -> None:
+        """Every row's first `length` columns from row of_row[row] of `prefix` (the prompts' cache)."""
+        self.keys[:, :, :, :length] = prefix.keys[:, :, :, :length].index_select(1, of_row)
+        self.values[:, :, :, :length] = prefix.values[:, :, :, :length].index_select(1, of_row)
 
 
 def heads(x, count):
@@ -52,7 +74,7 @@ def merged(x):
 
 
 class NativeGPT2:
-    """GPT2LMHeadModel's forward for ids at `positions`; the logits of the last position."""
+    """GPT2LMHeadModel's forward for ids at cache `columns`; the logits of the last position."""
 
     def __init__(self, model):
         self.model, self.body = model, model.transformer
@@ -68,14 +90,14 @@ class NativeGPT2:
                 and not config.scale_attn_by_inverse_layer_idx and not config.reorder_and_upcast_attn
                 and not getattr(config, "add_cross_attention", False))
 
-    def __call__(self, ids, positions, cache, length, first_row=0):
+    def __call__(self, ids, columns, cache, length, first_row=0):
         body = self.body
-        x = body.wte(ids) + body.wpe(positions)
+        x = body.wte(ids) + body.wpe(cache.positions(columns, first_row, len(ids)))
         for layer, block in enumerate(body.h):
             attention = block.attn
             query, key, value = attention.c_attn(block.ln_1(x)).split(attention.split_size, dim=-1)
             attended = cache.attend(layer, heads(query, self.heads), heads(key, self.heads),
-                                    heads(value, self.heads), positions, length, attention.scaling, first_row)
+                                    heads(value, self.heads), columns, length, attention.scaling, first_row)
             x = x + attention.c_proj(merged(attended))
             x = x + block.mlp(block.ln_2(x))
         return self.model.get_output_embeddings()(body.ln_f(x[:, -1]))
@@ -87,7 +109,7 @@ def rotated(x, cos, sin):
 
 
 class NativeLlama:
-    """LlamaForCausalLM's forward (also SmolLM2) for ids at `positions`; the last position's logits."""
+    """LlamaForCausalLM's forward (also SmolLM2) for ids at cache `columns`; the last position's logits."""
 
     def __init__(self, model):
         self.model, self.body = model, model.model
@@ -103,12 +125,15 @@ class NativeLlama:
                 and rope.get("rope_type", "default") == "default" and config.hidden_act == "silu"
                 and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False))
 
-    def __call__(self, ids, positions, cache, length, first_row=0):
+    def __call__(self, ids, columns, cache, length, first_row=0):
         body = self.body
         x = body.embed_tokens(ids)
         rotary = body.rotary_emb
+        positions = cache.positions(columns, first_row, len(ids))
         frequencies = positions.unsqueeze(-1).float() * rotary.inv_freq.float()
         angles = torch.cat((frequencies, frequencies), dim=-1)
+        if positions.dim() == 2:  # each row its own positions: broadcast over the heads
+            angles = angles.unsqueeze(1)
         cos = (angles.cos() * rotary.attention_scaling).to(x.dtype)
         sin = (angles.sin() * rotary.attention_scaling).to(x.dtype)
         for layer, block in enumerate(body.layers):
@@ -116,7 +141,7 @@ class NativeLlama:
             h = block.input_layernorm(x)
             query = rotated(heads(attention.q_proj(h), self.heads), cos, sin)
             key = rotated(heads(attention.k_proj(h), self.kv_heads), cos, sin)
-            attended = cache.attend(layer, query, key, heads(attention.v_proj(h), self.kv_heads), positions,
+            attended = cache.attend(layer, query, key, heads(attention.v_proj(h), self.kv_heads), columns,
                                     length, attention.scaling, first_row)
             x = x + attention.o_proj(merged(attended))
             x = x + block.mlp(block.post_attention_layernorm(x))

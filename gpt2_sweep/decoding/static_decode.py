@@ -1,16 +1,18 @@
 """The fast decode loop: a fixed-shape step over a static KV cache, compiled or captured.
 
-prefill runs the shared prompt (all but its last token) once at batch 1 and shares its cache with
-every row; decode_one_token forwards each row's last token, samples the next with the sort-free
-threshold search and writes token and statistics into buffers allocated up front, the position kept
-on the device: no host synchronisation and no data-dependent shape. On CUDA each step is replayed
-from a CUDA graph captured once per attention length bucket; decode_n_tokens drives it.
+prefill runs each distinct prompt (all but its last token) once, the prompts left-padded to the
+longest, and copies its cache to the rows that continue it; decode_one_token forwards each row's
+last token, samples the next with the sort-free threshold search and writes token and statistics
+into buffers allocated up front, the position kept on the device: no host synchronisation and no
+data-dependent shape, whatever the prompts' lengths. On CUDA each step is replayed from a CUDA graph
+captured once per attention length bucket; decode_n_tokens drives it.
 """
 from dataclasses import astuple, dataclass
 
 import torch
 
 from .native_models import StaticCache
+from .prompts import PromptBatch
 from .sampling import RowSettings, Step
 from .threshold_search import search_step
 
@@ -20,29 +22,32 @@ CHECK_EVERY = 16     # with a stop token, steps between looks at whether every r
 
 @dataclass
 class DecodeState:
-    """Everything a step reads and writes, allocated once per batch."""
+    """Everything a step reads and writes, allocated once per batch. Prompts shorter than the
+    longest are left-padded: every row's first generated token is at column prompt_length."""
 
-    tokens: torch.Tensor         # (batch, max_length): the prompt, then each row's picks
-    logprobs: torch.Tensor       # (batch, max_length - prompt length) per-step statistics
+    tokens: torch.Tensor         # (batch, prompt length + new tokens): the padded prompts, then each row's picks
+    logprobs: torch.Tensor       # (batch, new tokens) per-step statistics
     entropies: torch.Tensor
     support_sizes: torch.Tensor
-    position: torch.Tensor       # (1,): the position the next step writes
+    position: torch.Tensor       # (1,): the column the next step writes
     finished: torch.Tensor       # (batch,): the row has produced the stop token
     settings: RowSettings
-    uniforms: torch.Tensor       # position t reads uniforms[t - 1]
+    uniforms: torch.Tensor       # (batch, new tokens): step k of row r reads uniforms[r, k]
     cache: StaticCache
-    prompt_length: int
+    prompts: PromptBatch
+    prompt_length: int           # the longest prompt's
     stop_token_id: int | None
 
     @classmethod
-    def allocate(cls, native, prompt_ids, settings, uniforms, max_length, stop_token_id, cache_dtype=None):
+    def allocate(cls, native, prompts: PromptBatch, settings, uniforms, new_tokens, stop_token_id, device,
+                 cache_dtype=None):
         """cache_dtype: the dtype attention reads keys and values in (the weights' unless given)."""
-        device = prompt_ids.device
-        batch, prompt_length = len(settings), len(prompt_ids)
-        cache_dtype = cache_dtype or next(native.model.parameters()).dtype
-        tokens = torch.zeros(batch, max_length, dtype=torch.long, device=device)
-        tokens[:, :prompt_length] = prompt_ids
-        statistic = (batch, max_length - prompt_length)
+        batch, prompt_length = len(settings), prompts.longest()
+        padded, _ = prompts.left_padded()
+        tokens = torch.zeros(batch, prompt_length + new_tokens, dtype=torch.long, device=device)
+        tokens[:, :prompt_length] = padded.index_select(0, prompts.of_row).to(device)
+        starts = None if prompts.same_length() else row_starts(prompts).to(device)
+        statistic = (batch, new_tokens)
         # float32 named: Lightning's true precisions set the default dtype to theirs inside predict_step.
         return cls(tokens=tokens, logprobs=torch.zeros(statistic, dtype=torch.float32, device=device),
                    entropies=torch.zeros(statistic, dtype=torch.float32, device=device),
@@ -50,9 +55,8 @@ class DecodeState:
                    position=torch.tensor([prompt_length], device=device),
                    finished=torch.zeros(batch, dtype=torch.bool, device=device),
                    settings=settings.to(device), uniforms=uniforms.to(device),
-                   cache=StaticCache(len(native.body.h if hasattr(native.body, "h") else native.body.layers),
-                                     batch, native.kv_heads, max_length, native.head_dim, cache_dtype, device),
-                   prompt_length=prompt_length, stop_token_id=stop_token_id)
+                   cache=new_cache(native, batch, prompt_length + new_tokens, device, starts, cache_dtype),
+                   prompts=prompts, prompt_length=prompt_length, stop_token_id=stop_token_id)
 
     def restart(self) -> None:
         """Back to the first generated position (after warm-up steps); the cache is rewritten as it goes."""
@@ -60,31 +64,50 @@ class DecodeState:
         self.finished.zero_()
 
 
+def row_starts(prompts: PromptBatch) -> torch.Tensor:
+    """Each row's first column: the longest prompt's length less its own."""
+    return (prompts.longest() - prompts.lengths()).index_select(0, prompts.of_row)
+
+
+def new_cache(native, batch, max_length, device, starts=None, dtype=None) -> StaticCache:
+    """A static cache for the native forward, in `dtype` (the weights' unless given)."""
+    dtype = dtype or next(native.model.parameters()).dtype
+    layers = len(native.body.h if hasattr(native.body, "h") else native.body.layers)
+    return StaticCache(layers, batch, native.kv_heads, max_length, native.head_dim, dtype, device, starts)
+
+
 def bucket(length: int, max_length: int) -> int:
     return min(-(-length // BUCKET) * BUCKET, max_length)
 
 
 def prefill(native, state: DecodeState) -> None:
-    """The prompt but its last token, once at batch 1, its cache then shared by every row."""
+    """Every distinct prompt but its last token, once (one row each, left-padded to the longest),
+    its cache then copied to the rows that continue it."""
     before_last = state.prompt_length - 1
-    if before_last:
-        positions = torch.arange(before_last, device=state.tokens.device)
-        native(state.tokens[:1, :before_last], positions, state.cache, bucket(before_last, state.tokens.shape[1]))
-        state.cache.share_first_row(before_last)
+    if not before_last:
+        return
+    prompts, device = state.prompts, state.tokens.device
+    padded, _ = prompts.left_padded()
+    distinct = PromptBatch(prompts.ids, torch.arange(len(prompts.ids)))
+    starts = None if prompts.same_length() else row_starts(distinct).to(device)
+    width = bucket(before_last, state.tokens.shape[1])
+    prefix = state.cache.empty_like(len(prompts.ids), width, starts)
+    native(padded[:, :before_last].to(device), torch.arange(before_last, device=device), prefix, width)
+    state.cache.take_prefix(prefix, prompts.of_row.to(device), before_last)
 
 
 def decode_one_token(native, state: DecodeState, length: int, sample=search_step, block_rows=None) -> None:
-    """Forward each row's last token, pick the next at the position's shared uniform, write both
-    and the step's statistics, advance the position; attention reads `length` cache positions.
+    """Forward each row's last token, pick the next at the row's uniform of the step, write both
+    and the step's statistics, advance the position; attention reads `length` cache columns.
 
     With block_rows, every kernel runs on blocks of exactly that many rows, so that the library
     picks one algorithm whatever the batch: a row's rounding, and so its tokens, do not depend on
     the batch it sits in (the batch is a multiple of block_rows)."""
-    previous = state.position - 1
-    inputs, uniform = state.tokens.index_select(1, previous), state.uniforms.index_select(0, previous)
+    previous, column = state.position - 1, state.position - state.prompt_length
+    inputs, uniforms = state.tokens.index_select(1, previous), state.uniforms.index_select(1, column).squeeze(1)
     size = block_rows or len(inputs)
     blocks = [sample(native(inputs[first:first + size], previous, state.cache, length, first),
-                     state.settings.rows(slice(first, first + size)), uniform)
+                     state.settings.rows(slice(first, first + size)), uniforms[first:first + size])
               for first in range(0, len(inputs), size)]
     step = blocks[0] if len(blocks) == 1 else Step(*map(torch.cat, zip(*map(astuple, blocks))))
     tokens = step.tokens
@@ -92,7 +115,6 @@ def decode_one_token(native, state: DecodeState, length: int, sample=search_step
         tokens = torch.where(state.finished, state.stop_token_id, tokens)
         state.finished |= tokens == state.stop_token_id
     state.tokens.index_copy_(1, state.position, tokens.unsqueeze(-1))
-    column = state.position - state.prompt_length
     state.logprobs.index_copy_(1, column, step.logprobs.unsqueeze(-1).float())
     state.entropies.index_copy_(1, column, step.entropies.unsqueeze(-1).float())
     state.support_sizes.index_copy_(1, column, step.support_sizes.unsqueeze(-1))

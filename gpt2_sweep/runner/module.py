@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..decoding.engines import choose_engine, compute_dtype, decode
 from ..decoding.generation import Generated
+from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
 from ..errors import UsageError
 from .quiet import quiet_libraries
@@ -32,30 +33,14 @@ class SampleIndices(Dataset):
         return index
 
 
-def generated_only(drawn: Generated, prompt_length: int) -> Generated:
-    """Today's decode returns the prompt's tokens too; the batched decode, the generated ones only."""
-    return Generated(drawn.tokens[:, prompt_length:], drawn.logprobs, drawn.entropies, drawn.support_sizes)
-
-
 def decode_rows(engine, model, study: Study, vectors, settings: RowSettings, samples: torch.Tensor,
                 stop_token_id=None, on_step=None) -> Generated:
-    """The study's `samples` (generated tokens only), rows in the order of `samples`.
-
-    The one place that calls decode. Today's decode takes one prompt and one vector of uniforms per
-    call: one call per (prompt, draw) group. The batched decode (decoding/prompts.py) takes them all
-    in one call: decode(engine, model, PromptBatch([g.ids...], of_row), settings.rows(samples),
-    study.row_uniforms(vectors, groups), study.new_tokens, stop_token_id, on_step).
-    """
+    """The study's `samples` (generated tokens only), rows in the order of `samples`, in one decode call:
+    rows of different prompts and draws side by side, each distinct prompt's prefix computed once."""
     groups = study.group_of(samples)
-    order = torch.argsort(groups, stable=True)
-    parts = []
-    for group in groups[order].unique_consecutive().tolist():
-        rows = order[groups[order] == group]
-        ids = study.groups[group].ids
-        drawn = decode(engine, model, torch.tensor(ids), settings.rows(samples[rows]), vectors[group],
-                       len(ids) + study.new_tokens, stop_token_id, on_step=on_step)
-        parts.append(generated_only(drawn, len(ids)))
-    return Generated.cat(parts, pad_token=stop_token_id or 0).rows(torch.argsort(order))
+    prompts = PromptBatch.of([study.groups[group].ids for group in groups.tolist()])
+    return decode(engine, model, prompts, settings.rows(samples), study.row_uniforms(vectors, groups),
+                  study.new_tokens, stop_token_id, on_step=on_step)
 
 
 class SamplingModule(L.LightningModule):
