@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO
 from gpt2_sweep import first_divergence
+from gpt2_sweep.divergence import divergence_from_reference
 from gpt2_sweep.loading import ModelSource, load_tokenizer
 from gpt2_sweep.sweep import run_sweep
 
@@ -47,6 +48,13 @@ def test_u_is_known_only_from_p_values_both_samples_share():
     assert first_divergence(a, b).u is None
     assert first_divergence({**a, "p_values": P_VALUES}, {**b, "p_values": P_VALUES}).u == P_VALUES[1]
     assert first_divergence({**a, "p_values": P_VALUES}, {**b, "p_values": [0.9] * 6}).u is None
+
+
+def test_without_a_greedy_sample_the_first_sample_is_the_reference():
+    texts = [entry([1, 2, 3]), entry([1, 5, 3]), entry([4, 2, 3])]
+    assert divergence_from_reference(texts) == [None, 1, 0]
+    texts[2]["nucleus"] = 0.0  # a greedy sample, wherever it is, is the reference
+    assert divergence_from_reference(texts) == [0, 0, None]
 
 
 def test_samples_of_different_prompts_or_without_tokens_are_refused():

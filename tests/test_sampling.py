@@ -8,8 +8,8 @@ from transformers.generation.logits_process import (MinPLogitsWarper, Temperatur
                                                     TopPLogitsWarper)
 
 from gpt2_sweep.ordering import candidate_step, sort_descending
-from gpt2_sweep.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
-                                 sample_step, select_tokens, shared_uniforms, sorted_probabilities)
+from gpt2_sweep.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, kept_in_order,
+                                 masses, nucleus_mask, sample_step, select_tokens, shared_uniforms, sorted_probabilities)
 from gpt2_sweep.threshold_search import search_step
 from reference import SAFE_MARGIN, reference_pick
 
@@ -253,3 +253,20 @@ def test_top_k_keeps_exactly_k_where_transformers_keeps_every_tie_of_the_kth():
     for uniform in (0.1, 0.5, 0.99):
         for step in (search_step, lambda *a: candidate_step(*a, 2), sample_step):
             assert step(logits, RowSettings(torch.ones(1), torch.ones(1), torch.tensor([2])), uniform).tokens.item() in (0, 2)
+
+
+def test_min_p_keeps_a_token_exactly_min_p_times_as_probable_as_the_top_one():
+    values = torch.tensor([[0.4, 0.2, 0.2, 0.1, 0.1]])  # 0.2 is exactly half of 0.4 in float32 too
+    half = RowSettings(torch.ones(1), torch.ones(1), min_ps=torch.tensor([0.5]))
+    assert kept_in_order(values, half).tolist() == [[True, True, True, False, False]]
+    every_tie_of_the_top = RowSettings(torch.ones(1), torch.ones(1), min_ps=torch.tensor([1.0]))
+    assert kept_in_order(torch.tensor([[0.3, 0.3, 0.2, 0.2]]), every_tie_of_the_top).tolist() == [[True, True, False, False]]
+
+
+def test_min_p_of_one_keeps_every_token_tied_with_the_top_in_each_sampler():
+    logits = torch.tensor([[2.0, 0.0, 2.0, 1.0]])  # tokens 0 and 2 tie at the top
+    settings = RowSettings(torch.ones(1), torch.ones(1), min_ps=torch.tensor([1.0]))
+    for step in (sample_step, search_step, lambda *a: candidate_step(*a, 2)):
+        assert step(logits, settings, 0.2).tokens.item() == 0
+        assert step(logits, settings, 0.9).tokens.item() == 2  # half the kept mass is token 2's
+        assert step(logits, settings, 0.9).support_sizes.item() == 2
