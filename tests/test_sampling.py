@@ -1,4 +1,6 @@
 """The sampling rule, against a float64 reference, transformers' warpers and hand-made cases."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from transformers.generation.logits_process import (MinPLogitsWarper, Temperatur
 from gpt2_sweep.ordering import candidate_step, sort_descending
 from gpt2_sweep.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, kept_in_order,
                                  masses, nucleus_mask, sample_step, select_tokens, shared_uniforms, sorted_probabilities)
+from gpt2_sweep.schedules import Setting
 from gpt2_sweep.threshold_search import search_step
 from reference import SAFE_MARGIN, reference_pick
 
@@ -270,3 +273,24 @@ def test_min_p_of_one_keeps_every_token_tied_with_the_top_in_each_sampler():
         assert step(logits, settings, 0.2).tokens.item() == 0
         assert step(logits, settings, 0.9).tokens.item() == 2  # half the kept mass is token 2's
         assert step(logits, settings, 0.9).support_sizes.item() == 2
+
+
+def test_row_settings_of_keeps_a_filter_column_only_where_some_row_uses_it():
+    rows = RowSettings.of([Setting(temperature=0.5, nucleus=0.25, top_k=3), Setting(), Setting(min_p=0.5)])
+    assert (rows.temperatures.dtype, rows.nuclei.dtype, rows.top_ks.dtype, rows.min_ps.dtype) == (
+        torch.float32, torch.float32, torch.long, torch.float32)
+    assert rows.temperatures.tolist() == [0.5, 1.0, 1.0] and rows.nuclei.tolist() == [0.25, 1.0, 1.0]
+    assert rows.top_ks.tolist() == [3, 0, 0] and rows.min_ps.tolist() == [0.0, 0.0, 0.5]
+    neutral = RowSettings.of([Setting(top_k=0, min_p=0.0)] * 2)
+    assert (neutral.top_ks, neutral.min_ps) == (None, None) and neutral.temperatures.tolist() == [1.0, 1.0]
+    older = RowSettings.of([SimpleNamespace(temperature=0.0, nucleus=1.0)])  # settings without the filters
+    assert (older.top_ks, older.min_ps) == (None, None) and older.temperatures.tolist() == [0.0]
+
+
+def test_filtered_distributions_are_per_row_and_sorted_probabilities_in_float32_at_least():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    probs, ids = filtered_sorted_distribution(logits, RowSettings(torch.ones(2), torch.ones(2)))
+    torch.testing.assert_close(probs.sum(dim=-1), torch.ones(2))
+    assert ids.tolist() == [[0, 1, 2], [2, 0, 1]]
+    values, _ = sorted_probabilities(logits.to(torch.bfloat16), torch.ones(2))
+    assert values.dtype == torch.float32

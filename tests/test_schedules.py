@@ -1,7 +1,7 @@
 import pytest
 
 from gpt2_sweep.schedules import (BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING, SEVERAL_PAIRED_WARNING, Setting,
-                                  sweep_settings)
+                                  settings_in_use, sweep_settings)
 
 
 def settings(temperature, nucleus, n, schedule="paired", t_range=(0.0, 1.2), p_range=(0.0, 1.0), **more):
@@ -74,3 +74,19 @@ def test_a_grid_of_three_axes_takes_every_combination():
     result, notes = settings(True, True, 3, "grid", top_k=(1, 50))
     assert len(result) == 27 and len(set(result)) == 27 and notes == []
     assert result[0] == Setting(0.0, 0.0, 1, 0.0) and result[-1] == Setting(1.2, 1.0, 50, 0.0)
+
+
+def test_the_schedule_is_paired_unless_asked_and_two_identical_samples_get_the_warning():
+    paired, _ = sweep_settings({"temperature": True, "nucleus": True}, {"temperature": (0.0, 1.0), "nucleus": (0.0, 1.0)},
+                               {}, 3)
+    assert [(s.temperature, s.nucleus) for s in paired] == [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)]
+    assert settings(False, False, 2)[1] == [BOTH_OFF_WARNING.format(num_samples=2)]
+    top_ks = [s.top_k for s in settings(False, False, 3, top_k=(1, 2))[0]]
+    assert top_ks == [1, 2, 2] and all(type(k) is int for k in top_ks)  # rounded, 1.5 to even
+
+
+def test_an_artifact_names_temperature_and_nucleus_always_other_axes_where_swept_or_set():
+    neutral = [Setting(), Setting()]
+    assert settings_in_use(neutral, {}) == ["temperature", "nucleus"]
+    assert settings_in_use(neutral, {"top_k": True}) == ["temperature", "nucleus", "top_k"]
+    assert settings_in_use([Setting(), Setting(min_p=0.1)], {}) == ["temperature", "nucleus", "min_p"]
