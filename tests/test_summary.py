@@ -8,13 +8,14 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, compose_config
 import gpt2_sweep
+import gpt2_sweep.analysis.summary
+from conftest import REPO, compose_config, run_app
 from gpt2_sweep.analysis.plots import grid_medians, has_grid, heatmap_panels, line_points
 from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.analysis.tables import METRICS, per_setting, write_markdown
-from gpt2_sweep.summarize import main
 from gpt2_sweep.runner.sweep import run_sweep
+from gpt2_sweep.summarize import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -156,3 +157,15 @@ def test_a_grid_of_three_axes_gets_one_heatmap_panel_per_value_of_the_third(tiny
         assert (panel.grid.counts == 2).all()
         hottest = samples[(samples.top_k == top_k) & (samples.temperature == 1.2) & (samples.nucleus == 1.0)]
         assert panel.grid.medians[-1, -1] == hottest.perplexity.median()
+
+
+def test_a_multirun_whose_summary_fails_says_so_and_exits_non_zero(tiny_model_dir, tmp_path, monkeypatch):
+    def full_disk(*arguments):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(gpt2_sweep.analysis.summary, "write_markdown", full_disk)
+    result = run_app("-m", f"model.name={tiny_model_dir}", "seed=0,1", "num_samples=1", "max_length=4",
+                     f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 1
+    assert "error: the sweep summary failed: OSError(28, 'No space left on device')" in result.stderr
+    assert "error: job" not in result.stderr  # the jobs themselves succeeded and wrote their artifacts
+    assert len(list(tmp_path.glob("*/samples.json"))) == 2

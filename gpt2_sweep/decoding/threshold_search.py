@@ -1,5 +1,9 @@
 """The rule's picks without sorting: fixed shapes and no host synchronisation, for a captured or
-compiled decode step. Gives exactly the tokens and statistics of sampling.sample_step.
+compiled decode step. Eager, it gives exactly the tokens and statistics of sampling.sample_step.
+Compiled (inductor), its softmax may round a probability differently in the last bit, and so a
+whole-number mass by one unit: tokens and support sizes then differ from the eager rule's only where
+u or the nucleus value lies within that rounding of a boundary, log-probabilities and entropies by
+float32 rounding (tests/test_static_decode.py, slow).
 
 Probabilities order like the bit patterns of their floats (all are >= 0). Per row, the value at
 which the cumulative mass in descending order first reaches a limit is found digit by digit over

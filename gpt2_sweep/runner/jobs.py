@@ -15,6 +15,8 @@ from ..errors import UsageError
 from .interrupts import forget, when_interrupted
 
 ERROR_NAME = "error.json"
+# What failed at the end of this multirun besides its jobs (the summary): the exit code is 1 then too.
+failed_at_the_end: list[str] = []
 
 
 @contextmanager
@@ -81,14 +83,16 @@ def file_state(path: Path) -> tuple:
 
 
 class FailedJobsReport(Callback):
-    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1; when
-    the multirun is interrupted, those lines, and what the interrupted line says.
+    """At the end of a multirun, one line on stderr per job that failed in it, then exit code 1 (also
+    when only the summary failed: it says so itself); when the multirun is interrupted, those lines,
+    and what the interrupted line says.
 
     error.json files already in the sweep dir when the multirun started (from an earlier run of it)
     count only if a job of this multirun wrote them again.
     """
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        failed_at_the_end.clear()
         self.jobs = MultirunJobs(Path(config.hydra.sweep.dir), config.hydra.output_subdir)
         self.when_interrupted = partial(self.interrupted, config)
         when_interrupted(self.when_interrupted)
@@ -119,7 +123,7 @@ class FailedJobsReport(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         forget(getattr(self, "when_interrupted", None))
-        if self.report(config):
+        if self.report(config) or failed_at_the_end:
             sys.exit(1)
 
 

@@ -156,7 +156,7 @@ def gguf_path(model_cfg) -> Path:
 
 
 def converted_gguf_dir(model_cfg) -> Path:
-    """A save_pretrained copy of the GGUF model, converted once (~15 s) and then reused."""
+    """A save_pretrained copy of the GGUF model, converted once and then reused."""
     path = gguf_path(model_cfg)
     stat = path.stat()
     target = cache_root() / "gguf" / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"

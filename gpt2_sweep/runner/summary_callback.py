@@ -7,7 +7,7 @@ from hydra.experimental.callback import Callback
 
 from ..analysis.summary import summarize
 from .interrupts import forget, when_interrupted
-from .jobs import MultirunJobs
+from .jobs import MultirunJobs, failed_at_the_end
 
 
 class SweepSummary(Callback):
@@ -26,3 +26,4 @@ class SweepSummary(Callback):
         except Exception as error:  # noqa: BLE001 - a failed summary must not hide the jobs' results
             print(f"error: the sweep summary failed: {error!r}; rerun python -m gpt2_sweep.summarize "
                   f"{config.hydra.sweep.dir}", file=sys.stderr)
+            failed_at_the_end.append("summary")  # the failed-jobs report, called next, exits with 1
