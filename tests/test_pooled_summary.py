@@ -3,6 +3,7 @@ studies and slices of one run through run_sweep, and on one-prompt runs."""
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import compose_config
 import gpt2_sweep
 from gpt2_sweep.analysis import pooled
 from gpt2_sweep.analysis.intervals import cluster_bootstrap
+from gpt2_sweep.analysis.load import load_samples
 from gpt2_sweep.analysis.measures import self_bleu, zipf_coefficient
 from gpt2_sweep.analysis.plots import line_points
 from gpt2_sweep.analysis.summary import summarize
@@ -74,7 +76,8 @@ def test_a_studys_summary_has_its_pooled_table_human_first_with_intervals(study_
 
     samples = gpt2_sweep.load(study_dir)
     csv_rows = read_csv(study_dir / "summary_pooled.csv")
-    assert [row["method"] for row in csv_rows] == METHODS and {row["table"] for row in csv_rows} == {str(tiny_model_dir)}
+    assert [row["method"] for row in csv_rows] == METHODS
+    assert {row["table"] for row in csv_rows} == {str(tiny_model_dir)}
     for row, temperature in zip(csv_rows[1:], (0.0, 0.6, 1.2)):
         setting = samples[samples.temperature == temperature]
         assert float(row["perplexity"]) == pytest.approx(setting.perplexity.mean(), rel=1e-12)
@@ -97,6 +100,7 @@ def test_a_studys_summary_has_its_pooled_table_human_first_with_intervals(study_
     assert "; 1 table pooled over prompts in summary.md and summary_pooled.csv" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_slices_of_a_study_pool_as_the_whole_run(study_dir, tiny_model_dir, prompt_file, tmp_path):
     for job, (offset, limit) in enumerate([(0, 3), (3, 1)]):
         run_sweep(study_config(tiny_model_dir, prompt_file, f"prompt_set.offset={offset}", f"prompt_set.limit={limit}"),
@@ -106,6 +110,7 @@ def test_slices_of_a_study_pool_as_the_whole_run(study_dir, tiny_model_dir, prom
     assert pooled_rows(tmp_path / "summary.md") == pooled_rows(study_dir / "summary.md")
 
 
+@pytest.mark.slow
 def test_runs_that_differ_in_a_fixed_setting_get_a_table_each(study_dir, tiny_model_dir, prompt_file, tmp_path):
     run_sweep(study_config(tiny_model_dir, prompt_file, "prompt_set.limit=2"), tmp_path / "0")
     run_sweep(study_config(tiny_model_dir, prompt_file, "prompt_set.limit=2", "max_new_tokens=4"), tmp_path / "1")
@@ -115,18 +120,18 @@ def test_runs_that_differ_in_a_fixed_setting_get_a_table_each(study_dir, tiny_mo
     assert all([row["Method"] for row in rows] == METHODS for rows in tables.values())
 
 
+@pytest.mark.slow
 def test_a_huge_dir_keeps_its_means_and_intervals_and_says_why_the_measures_are_left_out(study_dir, tmp_path,
                                                                                         monkeypatch):
     monkeypatch.setattr(pooled, "MEASURED_ARTIFACT_BYTES", 0)
-    summarize(study_dir)
-    rows = read_csv(study_dir / "summary_pooled.csv")
+    huge = shutil.copytree(study_dir, tmp_path / "huge")
+    summarize(huge)
+    rows = read_csv(huge / "summary_pooled.csv")
     assert [row["method"] for row in rows] == METHODS
     assert all(row["self_bleu4"] == "" and row["corpus_perplexity"] == "" for row in rows[1:])
-    samples = gpt2_sweep.load(study_dir)
+    samples = gpt2_sweep.load(huge)
     assert float(rows[3]["perplexity"]) == pytest.approx(samples[samples.temperature == 1.2].perplexity.mean())
-    assert "the dir's artifacts exceed the 0 MiB whose token ids the summary loads" in (study_dir / "summary.md").read_text()
-    monkeypatch.undo()
-    summarize(study_dir)  # the module's other tests read the measured summary
+    assert "exceed the 0 MiB whose token ids the summary loads" in (huge / "summary.md").read_text()
 
 
 def one_prompt_run(model_dir, directory, prompt, *overrides):
@@ -148,6 +153,7 @@ def test_a_one_prompt_runs_summary_keeps_its_table_and_adds_the_pooled_one(tiny_
     assert points.attrs["statistic"] == "median"
 
 
+@pytest.mark.slow
 def test_one_prompt_jobs_with_different_prompts_pool_over_their_prompts(tiny_model_dir, tmp_path):
     one_prompt_run(tiny_model_dir, tmp_path / "0", "The fox")
     one_prompt_run(tiny_model_dir, tmp_path / "1", "A sweep of")
@@ -168,3 +174,23 @@ def test_the_line_plots_of_a_study_show_the_mean_and_its_interval(study_dir):
         interval = cluster_bootstrap(setting[["perplexity"]].to_numpy(float), setting.prompt_index.to_numpy())[0]
         assert (point.center, point.lower, point.upper) == pytest.approx((interval.mean, interval.low, interval.high))
     assert (study_dir / "plot_perplexity.png").is_file()
+
+
+def test_load_keeps_only_the_per_token_lists_asked_for(study_dir):
+    full, measured = gpt2_sweep.load(study_dir), load_samples(study_dir, tokens=("tokens", "token_logprobs"))
+    assert set(full.columns) - set(measured.columns) == {"token_strings"}
+    assert full.drop(columns="token_strings").equals(measured)
+
+
+@pytest.mark.slow
+def test_repetition_drops_the_stop_token_a_study_names_and_the_table_says_where_it_is_unknown(
+        tiny_model_dir, tokenizer, prompt_file, tmp_path):
+    run_sweep(study_config(tiny_model_dir, prompt_file, "prompt_set.limit=2", "stop_at_eos=true"), tmp_path / "study")
+    assert json.loads((tmp_path / "study" / "samples.json").read_text())["metadata"]["stop_token_id"] == \
+        tokenizer.eos_token_id
+    summarize(tmp_path / "study")
+    one_prompt_run(tiny_model_dir, tmp_path / "one", "The fox", "stop_at_eos=true")
+    summarize(tmp_path / "one")
+    unknown = "Runs with stop_at_eos whose artifact does not name the stop token"
+    assert unknown not in (tmp_path / "study" / "summary.md").read_text()
+    assert unknown in (tmp_path / "one" / "summary.md").read_text()

@@ -94,7 +94,8 @@ def artifact_frame(path: Path, root: Path, kept: tuple[str, ...] = TOKEN_COLUMNS
     if document["texts"] is None:
         return study_frame(path.parent / metadata["samples_file"], metadata, run, kept)
     rows = [{**run, "prompt_index": 0, "prompt": metadata.get("prompt"), "reference": None, "draw": 0,
-             "sample": index, **sample_settings(sample), **{key: sample.get(key) for key in SAMPLE_COLUMNS if key not in TOKEN_COLUMNS or key in kept},
+             "sample": index, **sample_settings(sample),
+             **{key: sample.get(key) for key in SAMPLE_COLUMNS if key not in TOKEN_COLUMNS or key in kept},
              **(sample.get("metrics") or {}), "p_values": metadata.get("p_values")}
             for index, sample in enumerate(document["texts"])]
     frame = pd.DataFrame(rows, dtype=object)
