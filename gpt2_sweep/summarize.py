@@ -1,5 +1,5 @@
-"""The summary command: python -m gpt2_sweep.summarize DIR writes summary.csv, summary.md and the
-plots of every samples.json under DIR."""
+"""The summary command: python -m gpt2_sweep.summarize DIR writes summary.csv, summary.md,
+summary_pooled.csv and the plots of every samples.json under DIR."""
 import argparse
 import sys
 from pathlib import Path
@@ -15,8 +15,9 @@ class OneLineErrors(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     """The command's exit code: 0 when a summary was written. argv: sys.argv[1:] when None."""
     parser = OneLineErrors(prog="python -m gpt2_sweep.summarize",
-                           description="Write summary.csv, summary.md, line plots and heatmaps into DIR, "
-                                       "from every samples.json under it (older artifacts included).")
+                           description="Write summary.csv, summary.md (with the tables pooled over prompts), "
+                                       "summary_pooled.csv, line plots and heatmaps into DIR, from every "
+                                       "samples.json under it (older artifacts included).")
     parser.add_argument("directory", metavar="DIR", type=Path, help="a run or sweep dir")
     directory = parser.parse_args(argv).directory
     if not directory.is_dir():

@@ -115,7 +115,8 @@ def test_a_multirun_writes_one_artifact_per_job_and_their_summary(tiny_model_dir
     assert "sampler=temperature" in rows[0]["overrides"]
     table = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "| model | prompt | temperature | nucleus | samples |" in table
-    assert table.count("\n| ") == 1 + 2 * 6  # header, 2 prompts x 6 distinct (temperature, nucleus)
+    means = table.split("## Pooled over prompts and draws")[0]  # the pooled tables follow
+    assert means.count("\n| ") == 1 + 2 * 6  # header, 2 prompts x 6 distinct (temperature, nucleus)
     for metric in METRICS:
         assert (tmp_path / f"plot_{metric}.png").read_bytes().startswith(PNG_MAGIC)
     assert f"Summary of 12 samples from jobs 0-3 written to {tmp_path}" in result.stdout

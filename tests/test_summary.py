@@ -106,8 +106,9 @@ def test_summary_md_numbers_read_without_exponents(tmp_path):
 
 
 def markdown_rows(path):
-    """summary.md's table as dicts of cell text."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    """summary.md's table of means per setting (its first) as dicts of cell text."""
+    first = path.read_text(encoding="utf-8").split("## Pooled over prompts and draws")[0]
+    lines = [line for line in first.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
 
@@ -141,7 +142,7 @@ def test_every_swept_axis_gets_its_line_plots_and_no_figure_is_empty(tiny_model_
     capsys.readouterr()
     written = summarize(grid_only)
     assert "(summary.csv, summary.md, 8 heatmaps)" in capsys.readouterr().out
-    assert not list(grid_only.glob("plot_*.png")) and len(written) == 2 + 8
+    assert not list(grid_only.glob("plot_*.png")) and len(written) == 3 + 8
 
 
 def test_a_grid_of_three_axes_gets_one_heatmap_panel_per_value_of_the_third(tiny_model_dir, tmp_path):

@@ -22,7 +22,7 @@ TOKEN_COLUMNS = ("tokens", "token_strings", "token_logprobs")
 STUDY_FIELDS = ("prompt_index", "draw", *SAMPLE_COLUMNS, "metrics")
 
 
-def load_samples(path, tokens: bool = True) -> pd.DataFrame:
+def load_samples(path, tokens: bool | tuple[str, ...] = True) -> pd.DataFrame:
     """One row per sample: where it comes from (its prompt's index in the prompt set, the prompt, the
     human reference, its tokens and their log p under the model, and the draw; 0, the run's prompt,
     None and 0 in a one-prompt run), which axes its run swept (`swept`: their names, space-separated,
@@ -32,17 +32,18 @@ def load_samples(path, tokens: bool = True) -> pd.DataFrame:
     one study: their rows keep the prompt indices of the whole set.
 
     tokens=False leaves out the per-token lists (TOKEN_COLUMNS), most of a table's memory: a summary
-    of a million samples needs none of them.
+    of a million samples needs none of them; a tuple of them keeps those only (("tokens",
+    "token_logprobs"): what the measures across samples read).
     """
+    kept = TOKEN_COLUMNS if tokens is True else () if tokens is False else tuple(tokens)
     path = Path(path)
     root = path.parent if path.is_file() else path
-    parts = [artifact_frame(artifact, root) for artifact in artifact_paths(path)]
+    parts = [artifact_frame(artifact, root, kept) for artifact in artifact_paths(path)]
     parts = [part for part in parts if part is not None]
     settings = unique(key for part in parts for key in part.attrs["settings"])
     metrics = unique(key for part in parts for key in part.attrs["metrics"])
     columns = unique([*RUN_COLUMNS, *settings, *SAMPLE_COLUMNS, *metrics, "p_values"])
-    if not tokens:
-        columns = [column for column in columns if column not in TOKEN_COLUMNS]
+    columns = [column for column in columns if column not in TOKEN_COLUMNS or column in kept]
     frame = pd.concat([part.reindex(columns=columns) for part in parts], ignore_index=True) if parts \
         else pd.DataFrame(columns=columns)
     frame.attrs = {}
@@ -74,7 +75,7 @@ def natural_key(path: Path) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
 
-def artifact_frame(path: Path, root: Path) -> pd.DataFrame | None:
+def artifact_frame(path: Path, root: Path, kept: tuple[str, ...] = TOKEN_COLUMNS) -> pd.DataFrame | None:
     """The artifact's samples, settings and metrics named in attrs; None where it is incomplete."""
     document = read_artifact(path)
     if document is None:  # a job killed while writing, or not an artifact
@@ -91,9 +92,10 @@ def artifact_frame(path: Path, root: Path) -> pd.DataFrame | None:
         "schedule": metadata.get("schedule", "paired"),
     }
     if document["texts"] is None:
-        return study_frame(path.parent / metadata["samples_file"], metadata, run)
+        return study_frame(path.parent / metadata["samples_file"], metadata, run, kept)
     rows = [{**run, "prompt_index": 0, "prompt": metadata.get("prompt"), "reference": None, "draw": 0,
-             "sample": index, **sample_settings(sample), **{key: sample.get(key) for key in SAMPLE_COLUMNS},
+             "sample": index, **sample_settings(sample),
+             **{key: sample.get(key) for key in SAMPLE_COLUMNS if key not in TOKEN_COLUMNS or key in kept},
              **(sample.get("metrics") or {}), "p_values": metadata.get("p_values")}
             for index, sample in enumerate(document["texts"])]
     frame = pd.DataFrame(rows, dtype=object)
@@ -102,12 +104,14 @@ def artifact_frame(path: Path, root: Path) -> pd.DataFrame | None:
     return frame
 
 
-def study_frame(table_path: Path, metadata: dict, run: dict) -> pd.DataFrame:
-    """A study's samples.parquet as rows, each with its prompt and reference from metadata.prompts."""
+def study_frame(table_path: Path, metadata: dict, run: dict, kept: tuple[str, ...] = TOKEN_COLUMNS) -> pd.DataFrame:
+    """A study's samples.parquet as rows, each with its prompt and reference from metadata.prompts;
+    of the per-token lists only those kept are read."""
     import pyarrow as pa  # noqa: PLC0415 - studies only
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    table = pq.read_table(table_path)
+    names = pq.read_schema(table_path).names
+    table = pq.read_table(table_path, columns=[name for name in names if name not in TOKEN_COLUMNS or name in kept])
     metrics = table.column("metrics").type if "metrics" in table.column_names else pa.struct([])
     metric_names = [metrics.field(i).name for i in range(metrics.num_fields)]
     columns = {}

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .intervals import CONFIDENCE, cluster_bootstrap
 from .load import AXES
+from .study_table import prompt_clusters
 from .tables import METRICS, decimals_for, plain_number, python_value, readable
 
 LOG_SCALE = {"perplexity", "mean_nucleus_size"}
@@ -25,17 +27,19 @@ def has_grid(samples: pd.DataFrame) -> bool:
 
 def pooled_over(samples: pd.DataFrame, keys: list[str], unit: str) -> str:
     """What each point (or cell) of samples grouped by keys is made of: 'n=2 per cell: seeds',
-    'n=4 per point: prompts and seeds', '... and jobs' (more samples than prompt and seed
-    combinations, from several jobs), '... and repeated values' (one run's samples at the same
-    value: a schedule's values rounded to the same integer), or 'one sample per cell'."""
+    'n=4 per point: prompts and seeds', 'n=8 per point: prompts and draws', '... and jobs' (more
+    samples than prompt, draw and seed combinations, from several jobs), '... and repeated values'
+    (one run's samples at the same value: a schedule's values rounded to the same integer), or 'one
+    sample per cell'."""
     groups = samples.groupby(keys, dropna=False)
     counts = groups.size()
     if counts.max() == 1:
         return f"one sample per {unit}"
-    varying = [name for name, column in (("prompts", "prompt"), ("seeds", "seed"))
-               if (groups[column].nunique(dropna=False) > 1).any()]
-    runs = groups[["prompt", "seed", "job"]].apply(lambda cell: len(cell.drop_duplicates()))
-    if (runs > groups[["prompt", "seed"]].apply(lambda cell: len(cell.drop_duplicates()))).any():
+    sources = [column for column in ("prompt", "draw", "seed") if column in samples]
+    varying = [name for name, column in (("prompts", "prompt"), ("draws", "draw"), ("seeds", "seed"))
+               if column in samples and (groups[column].nunique(dropna=False) > 1).any()]
+    runs = groups[[*sources, "job"]].apply(lambda cell: len(cell.drop_duplicates()))
+    if (runs > groups[sources].apply(lambda cell: len(cell.drop_duplicates()))).any():
         varying.append("jobs")
     if (counts > runs).any():
         varying.append("repeated values")
@@ -66,10 +70,23 @@ def line_labels(runs: pd.DataFrame, axis: str) -> pd.Series:
     return runs["artifact"].map(labels)
 
 
+def mean_with_interval(values: pd.Series, clusters: pd.Series) -> pd.Series:
+    """center: the mean; lower, upper: its 95% bootstrap interval, prompts resampled (intervals)."""
+    interval = cluster_bootstrap(values.to_numpy(dtype=float), clusters[values.index].to_numpy())[0]
+    return pd.Series({"center": interval.mean, "lower": interval.low, "upper": interval.high})
+
+
+def median_with_quartiles(values: pd.Series) -> pd.Series:
+    return pd.Series({"center": values.median(), "lower": values.quantile(0.25), "upper": values.quantile(0.75)})
+
+
 def line_points(samples: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
-    """Per swept axis with samples of the metric: per line and value of the axis, the metric's
-    median, 25th and 75th percentiles over the samples there, and their count. Only runs that
-    swept the axis count, grid runs left to the heatmaps."""
+    """Per swept axis with samples of the metric: per line and value of the axis, the number of
+    samples there (count) and of their prompts (prompts), and where every point of the panel has
+    samples of more than one prompt, the metric's mean (center) with its 95% bootstrap interval over
+    prompts (lower, upper), else its median with the 25th and 75th percentiles; attrs["statistic"]
+    says which ("mean" or "median"). Only runs that swept the axis count, grid runs left to the
+    heatmaps."""
     panels = {}
     swept = samples["swept"].str.split()
     for axis in AXES:
@@ -78,11 +95,17 @@ def line_points(samples: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
         runs = samples[swept.map(lambda axes: axis in axes) & ~in_grid(samples) & samples[metric].notna()]
         if runs.empty:
             continue
-        runs = runs.assign(line=line_labels(runs, axis))
-        values = runs.groupby(["line", axis], sort=True)[metric]
-        points = values.agg(median="median", lower=lambda v: v.quantile(0.25), upper=lambda v: v.quantile(0.75),
-                            count="size").reset_index()
+        runs = runs.assign(line=line_labels(runs, axis), cluster=prompt_clusters(runs))
+        groups = runs.groupby(["line", axis], sort=True)
+        counts = groups.agg(count=(metric, "size"), prompts=("cluster", "nunique"))
+        statistic = "mean" if (counts["prompts"] > 1).all() else "median"
+        if statistic == "mean":
+            middles = groups[metric].apply(lambda values: mean_with_interval(values, runs["cluster"])).unstack()
+        else:
+            middles = groups[metric].apply(median_with_quartiles).unstack()
+        points = middles.join(counts).reset_index()
         points.attrs["pooled"] = pooled_over(runs, ["line", axis], "point")
+        points.attrs["statistic"] = statistic
         panels[axis] = points
     return panels
 
@@ -113,8 +136,10 @@ def count_note(counts: pd.Series) -> str:
 
 
 def plot_lines(samples: pd.DataFrame, metric: str, path: Path) -> bool:
-    """One panel per swept axis: per line the median, a band from the 25th to the 75th percentile,
-    the number of samples behind each point. Writes nothing (False) where no axis has points."""
+    """One panel per swept axis: per line the mean with its 95% bootstrap interval over prompts as a
+    band where every point pools several prompts, else the median with a band from the 25th to the
+    75th percentile (the panel's title says which); the number of samples behind each point. Writes
+    nothing (False) where no axis has points."""
     panels = line_points(samples, metric)
     if not panels:
         return False
@@ -125,18 +150,20 @@ def plot_lines(samples: pd.DataFrame, metric: str, path: Path) -> bool:
     for axis, (setting, points) in zip(axes[0], panels.items()):
         for label, line in points.groupby("line", sort=True):
             color = colors[label]
-            axis.plot(line[setting], line["median"], marker="o", color=color, label=label + count_note(line["count"]))
+            axis.plot(line[setting], line["center"], marker="o", color=color, label=label + count_note(line["count"]))
             axis.fill_between(line[setting], line["lower"], line["upper"], color=color, alpha=0.18, linewidth=0)
             if line["count"].nunique() > 1:
-                for x, y, count in zip(line[setting], line["median"], line["count"]):
+                for x, y, count in zip(line[setting], line["center"], line["count"]):
                     axis.annotate(f"n={count}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center",
                                   fontsize=7, color=color)
         axis.set_xlabel(setting)
         axis.set_ylabel(METRICS[metric])
-        axis.set_title(f"{METRICS[metric]} against {setting}\nmedian ({points.attrs['pooled']}), "
-                       "band: 25th to 75th percentile", fontsize=9)
+        band = (f"band: its {CONFIDENCE:.0%} bootstrap interval (prompts resampled)"
+                if points.attrs["statistic"] == "mean" else "band: 25th to 75th percentile")
+        axis.set_title(f"{METRICS[metric]} against {setting}\n{points.attrs['statistic']} "
+                       f"({points.attrs['pooled']})\n{band}", fontsize=9)
         axis.grid(alpha=0.3)
-        if metric in LOG_SCALE and (points[["median", "lower"]] > 0).all().all():
+        if metric in LOG_SCALE and (points[["center", "lower"]].fillna(1) > 0).all().all():
             axis.set_yscale("log")
             plain_log_ticks(axis.yaxis)
     handles = {}

@@ -109,13 +109,14 @@ def reference_metrics(tokens: list[int], logprobs: list[float] | None) -> dict:
 
 
 def prompt_clusters(samples: pd.DataFrame) -> pd.Series:
-    """Each sample's prompt, the unit the bootstrap resamples, as a code: its prompt_index, else its
-    prompt text; one prompt for all where neither is known."""
-    for column in ("prompt_index", "prompt"):
-        if column in samples.columns and samples[column].notna().any():
-            return pd.Series(pd.factorize(samples[column].astype(object), use_na_sentinel=False)[0],
-                             index=samples.index)
-    return pd.Series(0, index=samples.index)
+    """Each sample's prompt, the unit the bootstrap resamples, as a code: its prompt_index and its
+    prompt text together (slices of a study keep the set's indices; one-prompt runs, each index 0, are
+    told apart by their text); one prompt for all where neither is known."""
+    known = [column for column in ("prompt_index", "prompt")
+             if column in samples.columns and samples[column].notna().any()]
+    if not known:
+        return pd.Series(0, index=samples.index)
+    return samples[known].astype(object).groupby(known, dropna=False, sort=False).ngroup()
 
 
 def references_of(samples: pd.DataFrame, prompts: pd.Series) -> pd.DataFrame:

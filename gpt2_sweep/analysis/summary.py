@@ -1,5 +1,6 @@
-"""Summaries of a run or sweep dir, read with load(): summary.csv, summary.md, the line plots and the
-heatmaps, and the console line that says what was written (python -m gpt2_sweep.summarize DIR)."""
+"""Summaries of a run or sweep dir, read with load(): summary.csv, summary.md, the pooled tables
+(summary_pooled.csv), the line plots and the heatmaps, and the console line that says what was
+written (python -m gpt2_sweep.summarize DIR)."""
 import logging
 from pathlib import Path
 
@@ -8,15 +9,17 @@ import pandas as pd
 from ..artifact import ARTIFACT_NAME, listed
 from .load import load_samples
 from .plots import plot_heatmap, plot_lines
-from .tables import METRICS, per_setting, sample_table, write_csv, write_markdown
+from .pooled import MEASURE_COLUMNS, artifacts_measurable, pooled_csv, pooled_markdown, pooled_tables
+from .tables import METRICS, per_setting, sample_table, with_metrics, write_csv, write_markdown
 
 log = logging.getLogger(__name__)
 
 
-def samples_under(directory: Path) -> pd.DataFrame:
-    """Every sample of every complete artifact under directory (none: an empty table)."""
+def samples_under(directory: Path, tokens: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Every sample of every complete artifact under directory (none: an empty table), with the
+    per-token lists named in tokens only."""
     try:
-        return load_samples(directory, tokens=False)
+        return load_samples(directory, tokens=tokens)
     except FileNotFoundError:
         return pd.DataFrame(columns=["job"])
 
@@ -26,13 +29,18 @@ def counted(count: int, name: str) -> str:
 
 
 def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
-    """Write summary.csv, summary.md, plot_<metric>.png (where some run swept an axis outside a grid)
-    and heatmap_<metric>.png (where some run is a grid) into directory; return their paths.
+    """Write summary.csv, summary.md (the means per setting, then the pooled tables), summary_pooled.csv,
+    plot_<metric>.png (where some run swept an axis outside a grid) and heatmap_<metric>.png (where
+    some run is a grid) into directory; return their paths.
+
+    The pooled tables' measures across samples read the samples' token ids and log p: loaded where
+    the dir's artifacts are small enough (pooled.artifacts_measurable), else left out and said so.
 
     jobs: the job dirs to cover (a multirun's own); by default every artifact under directory.
     """
     directory = Path(directory)
-    samples = samples_under(directory)
+    measured = artifacts_measurable(directory)
+    samples = samples_under(directory, MEASURE_COLUMNS if measured else ())
     left_out = []
     if jobs is not None:
         covered = {Path(job).relative_to(directory).as_posix() for job in jobs}
@@ -47,23 +55,27 @@ def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
         log.warning(f"No {ARTIFACT_NAME} under {directory}: no summary written")
         return []
     table = sample_table(samples)  # every metric a float column, also for artifacts without metrics
-    written = [directory / "summary.csv", directory / "summary.md"]
+    written = [directory / "summary.csv", directory / "summary.md", directory / "summary_pooled.csv"]
     write_csv(table, written[0])
-    write_markdown(per_setting(samples), written[1])
+    pooled = pooled_tables(samples, measured)
+    write_markdown(per_setting(samples), written[1], pooled_markdown(pooled))
+    pooled_csv(pooled, written[2])
+    plotted = with_metrics(samples)  # with prompt_index and draw, which summary.csv leaves out
     figures = {"plot": plot_lines, "heatmap": plot_heatmap}
     drawn = {kind: [] for kind in figures}
     for metric in METRICS:
         for kind, draw in figures.items():
             path = directory / f"{kind}_{metric}.png"
-            if draw(table, metric, path):
+            if draw(plotted, metric, path):
                 drawn[kind].append(path)
             else:
                 path.unlink(missing_ok=True)  # an earlier summary's figure would tell of other samples
     written += drawn["plot"] + drawn["heatmap"]
     shown = ["summary.csv", "summary.md", *(counted(len(paths), kind) for kind, paths in drawn.items() if paths)]
+    pooled_shown = f"; {counted(len(pooled), 'table')} pooled over prompts in summary.md and summary_pooled.csv"
     sources = sorted(set(samples["job"]))
     print(f"Summary of {len(samples)} samples{'' if sources == ['.'] else ' from ' + listed(sources)} written to "
-          f"{directory} ({', '.join(shown)})"
+          f"{directory} ({', '.join(shown)}){pooled_shown}"
           + (f"; {len(left_out)} {ARTIFACT_NAME} in the dir that this multirun did not write left out "
              f"({listed(left_out)})" if left_out else ""))
     return written

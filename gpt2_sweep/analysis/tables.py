@@ -101,12 +101,12 @@ def cell(column: str, value, decimals: dict[str, int]) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def write_markdown(table: pd.DataFrame, path: Path) -> None:
-    """The per-setting table (per_setting) as summary.md."""
+def write_markdown(table: pd.DataFrame, path: Path, after: str = "") -> None:
+    """The per-setting table (per_setting) as summary.md, then `after` (markdown)."""
     columns = list(table.columns)
     decimals = {metric: decimals_for(table[metric].dropna()) for metric in METRICS if metric in table}
     lines = ["# Sweep summary", "", "Means per setting over samples (and seeds and jobs) that share it.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(column, value, decimals) for column, value in zip(columns, row)) + " |"
               for row in table.itertuples(index=False)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n" + after, encoding="utf-8")

@@ -172,7 +172,7 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
     }
     if options.study:
         references = scored_references(model, tokenizer, prompts, prompt_ids, new_tokens)
-        metadata.update(study_metadata(options, study, prompts, references))
+        metadata.update(study_metadata(options, study, prompts, references, stop_token_id))
         write_table_atomic(output_dir / SAMPLES_TABLE_NAME, texts)
     artifact = {"metadata": metadata, "texts": None if options.study else texts}
     write_json_atomic(artifact_path, artifact)
@@ -185,9 +185,11 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
     return artifact_path
 
 
-def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt], references: dict[int, dict]) -> dict:
+def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt], references: dict[int, dict],
+                   stop_token_id: int | None) -> dict:
     """What a study's samples.json adds: the prompts (each stored once, with its reference's tokens and
-    their log p under the model where it has one), draws, the rule of the uniforms, and the samples file."""
+    their log p under the model where it has one), draws, the rule of the uniforms, the samples file,
+    and the token a sample stops at (stop_at_eos; None: none), which repetition % discounts."""
     return {
         "prompts_file": str(options.prompt_set.path) if options.prompt_set else None,
         "prompts": [{**prompt.stored(), **references.get(prompt.index, {})} for prompt in prompts],
@@ -195,6 +197,7 @@ def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt], ref
         "max_new_tokens": study.new_tokens,
         "uniforms": UNIFORMS_RULE,
         "samples_file": SAMPLES_TABLE_NAME,
+        "stop_token_id": stop_token_id,
     }
 
 
