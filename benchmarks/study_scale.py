@@ -177,7 +177,8 @@ def commit() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=200, help="P: prompts of the study (a)")
     parser.add_argument("--jobs", type=int, default=20, help="K: jobs of the multirun (c), scaled to P")
     parser.add_argument("--new", type=int, default=32, help="new tokens per sample")
