@@ -13,6 +13,7 @@ from conftest import REPO, artifact, compose_config
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.sweep import run_sweep
 
+REAL_DECODE = gpt2_sweep.runner.module.decode
 PROMPTS = ["The quick brown fox jumps", "A sweep", "Language models write one token"]
 
 
@@ -24,13 +25,11 @@ def one_prompt(model_dir, *overrides):
 def counting_decode(rows: list, fail_on_call: int | None = None):
     """decode, counting the rows of each call; the call numbered fail_on_call (from 1) fails as a run
     killed there would stop."""
-    real = gpt2_sweep.runner.module.decode
-
     def counted(engine, model, prompt_ids, settings, *args, **kwargs):
         if fail_on_call is not None and len(rows) + 1 == fail_on_call:
             raise RuntimeError("killed")
         rows.append(len(settings))
-        return real(engine, model, prompt_ids, settings, *args, **kwargs)
+        return REAL_DECODE(engine, model, prompt_ids, settings, *args, **kwargs)
     return counted
 
 
@@ -38,7 +37,6 @@ def stopped_after_two_batches(overrides, run_dir, monkeypatch):
     monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode([], fail_on_call=3))
     with pytest.raises(RuntimeError, match="killed"):
         run_sweep(compose_config(*overrides), run_dir)
-    monkeypatch.undo()
     return sorted(path.name for path in (run_dir / ".shards").glob("*.pt"))
 
 
@@ -56,6 +54,12 @@ def test_a_resumed_run_draws_only_what_is_missing_and_writes_the_uninterrupted_a
     assert not (stopped / "samples.json").exists()
     torn = stopped / ".shards" / ".000000004-000000005.pt.x1y2.tmp"  # a shard write killed half-way
     torn.write_bytes(b"PK\x03\x04 torn")
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode([], fail_on_call=1))
+    with pytest.raises(RuntimeError, match="killed"):  # a restart stopped before its first batch
+        run_sweep(compose_config(*overrides), stopped)
+    assert not torn.exists()
+    assert sorted(path.name for path in (stopped / ".shards").iterdir()) == [
+        "000000000-000000001.pt", "000000002-000000003.pt"]
     rows = []
     monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
     run_sweep(compose_config(*overrides), stopped)
@@ -91,7 +95,8 @@ def test_an_unreadable_shard_is_drawn_again(tiny_model_dir, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_a_study_killed_after_its_first_shard_resumes_to_the_uninterrupted_artifact(tiny_model_dir, tmp_path):
+def test_a_study_killed_after_its_first_shard_resumes_to_the_uninterrupted_artifact(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     overrides = [f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=4", f"prompts={prompts}",
@@ -108,7 +113,10 @@ def test_a_study_killed_after_its_first_shard_resumes_to_the_uninterrupted_artif
     finished = len(list(killed.glob(".shards/*.pt")))
     assert 1 <= finished < 24 and not (killed / "samples.json").exists()
 
+    rows = []
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
     run_sweep(compose_config(*overrides), killed)  # the same command again, in-process
+    assert sum(rows) == 24 - finished
     run_sweep(compose_config(*overrides), tmp_path / "whole")
     resumed, whole = artifact(killed), artifact(tmp_path / "whole")
     assert without_time(resumed) == without_time(whole)
