@@ -1,5 +1,7 @@
 """Long runs that survive: each batch saved as a shard when drawn, a killed run resumed from its
 finished shards into the artifact an uninterrupted run writes, never mixing the shards of two configs."""
+import io
+import logging
 import signal
 import subprocess
 import sys
@@ -9,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import gpt2_sweep.runner.module
+import gpt2_sweep.runner.progress
 from conftest import REPO, artifact, compose_config
 from gpt2_sweep.errors import UsageError
+from gpt2_sweep.runner.progress import Progress
 from gpt2_sweep.runner.sweep import run_sweep
 
 REAL_DECODE = gpt2_sweep.runner.module.decode
@@ -123,3 +127,26 @@ def test_a_study_killed_after_its_first_shard_resumes_to_the_uninterrupted_artif
     assert pq.read_table(killed / "samples.parquet").equals(pq.read_table(tmp_path / "whole" / "samples.parquet"))
     assert pq.read_table(killed / "samples.parquet").num_rows == 24
     assert sorted(p.name for p in killed.iterdir() if p.name.startswith(".") and p.name != ".hydra") == []
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_counts_samples_of_the_total_with_the_time_left(monkeypatch, caplog):
+    monkeypatch.setattr(gpt2_sweep.runner.progress, "QUIET_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="gpt2_sweep.runner.progress"):
+        progress = Progress(100, 20, stream=io.StringIO())  # 20 samples in the shards of a killed run
+        for _ in range(16):
+            progress.advance(5)
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 8 and lines[0].startswith("Generated 30 of 100 samples (30%), ")
+    assert all(line.endswith(" left") for line in lines) and lines[-1].startswith("Generated 100 of 100")
+    terminal = Terminal()
+    bar = Progress(100, 20, stream=terminal)
+    bar.advance(12.5)
+    bar.bar.refresh()  # tqdm redraws at most every 0.1 s
+    assert "32%" in terminal.getvalue() and "32/100 samples" in terminal.getvalue()
+    silent = Progress(100, 0, shown=False, stream=terminal)  # the other ranks
+    assert silent.bar is None

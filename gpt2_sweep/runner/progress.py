@@ -4,7 +4,7 @@ import sys
 import time
 
 log = logging.getLogger(__name__)
-LINE_EVERY = 0.1  # away from a terminal, a line each time this share of the run is done...
+LINES = 10  # away from a terminal, a line each time another tenth of the run is done (LINES a run)...
 QUIET_SECONDS = 30.0  # ...once the run has taken this long: short runs print nothing
 
 
@@ -14,7 +14,7 @@ class Progress:
     def __init__(self, total: int, done: int, shown: bool = True, stream=None):
         self.total, self.done, self.first = total, float(done), done
         self.started = time.monotonic()
-        self.next_line = done / total + LINE_EVERY if total else 1.0
+        self.tenth = self.tenths(done)
         self.bar = None
         stream = stream or sys.stderr
         if shown and stream.isatty():
@@ -32,12 +32,15 @@ class Progress:
         if self.bar is not None:
             self.bar.update(done - self.done)
         self.done = done
-        if self.shown and self.bar is None and self.total and done / self.total >= self.next_line:
-            self.next_line = done / self.total + LINE_EVERY
+        if self.shown and self.bar is None and self.tenths(done) > self.tenth:
+            self.tenth = self.tenths(done)
             elapsed = time.monotonic() - self.started
             if elapsed >= QUIET_SECONDS:
                 log.info(f"Generated {done:.0f} of {self.total} samples ({done / self.total:.0%}), "
                          f"{self.left(elapsed)} left")
+
+    def tenths(self, done: float) -> int:
+        return int(done * LINES // self.total) if self.total else LINES
 
     def left(self, elapsed: float) -> str:
         rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0

@@ -27,7 +27,7 @@ from .shards import SHARD_DIR, Shards, check_identity, clear, remove_temporary_f
 from .study import Study
 
 log = logging.getLogger(__name__)
-CHUNK_ROWS = 4096  # a study's samples.parquet is written this many rows (whole groups) at a time
+CHUNK_ROWS = 1024  # a study's samples.parquet is written this many rows (whole groups) at a time
 UNIFORMS_RULE = ("gpt2_sweep.decoding.sampling.sample_uniforms(seed, prompt_index, draw, "
                  "prompt_tokens + max_new_tokens - 1); new token k reads u[prompt_tokens + k - 1]")
 
