@@ -2,7 +2,6 @@
 finished shards into the artifact an uninterrupted run writes, never mixing the shards of two configs."""
 import io
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 
 import gpt2_sweep.runner.module
 import gpt2_sweep.runner.progress
-from conftest import REPO, artifact, compose_config, run_cli
+from conftest import REPO, artifact, compose_config
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.progress import Progress
 from gpt2_sweep.runner.sweep import run_sweep
@@ -152,29 +151,3 @@ def test_progress_counts_samples_of_the_total_with_the_time_left(monkeypatch, ca
     silent = Progress(100, 0, shown=False, stream=terminal)  # the other ranks
     assert silent.bar is None
 
-
-@pytest.mark.slow
-def test_a_ddp_study_killed_after_its_first_shards_resumes_on_two_processes(tiny_model_dir, tmp_path):
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    overrides = [f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=4", f"prompts={prompts}",
-                 "draws=2", "max_new_tokens=40", "batch_size=1", "print_samples=0"]
-    ddp = ["devices=ddp", "devices.accelerator=cpu", "devices.ids=2"]
-    killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, str(REPO / "run.py"), *overrides, *ddp, f"hydra.run.dir={killed}"],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not list(killed.glob(".shards/*.pt")) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and its two ranks
-    process.wait()
-    finished = len(list(killed.glob(".shards/*.pt")))  # one sample each
-    assert 1 <= finished < 24 and not (killed / "samples.json").exists()
-
-    resumed = run_cli(*overrides, *ddp, f"hydra.run.dir={killed}")
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming: {finished} of 24 samples are in" in (killed / "run.log").read_text()
-    run_sweep(compose_config(*overrides), tmp_path / "whole")
-    assert pq.read_table(killed / "samples.parquet").equals(pq.read_table(tmp_path / "whole" / "samples.parquet"))
-    assert not (killed / ".shards").exists()
