@@ -54,9 +54,9 @@ def write_shard(directory: Path, identity: dict, indices: torch.Tensor, generate
 
 
 def read_shard(path: Path) -> dict:
-    """A shard's content (identity and drawn_with decoded); raises on a file that is not a shard."""
+    """A shard's content (drawn_with decoded; identity as written, canonical JSON); raises on a file
+    that is not a shard."""
     shard = torch.load(path, weights_only=True, map_location="cpu")
-    shard["identity"] = json.loads(shard["identity"])
     shard["drawn_with"] = json.loads(shard["drawn_with"])
     return shard
 
@@ -89,8 +89,8 @@ class Shards:
         is an error; one that cannot be read is removed with a warning, its samples drawn again."""
         shards = cls(directory, identity, count)
         for path, shard in readable_shards(directory):
-            if shard["identity"] != identity:
-                raise UsageError(refusal(directory, shard["identity"], identity))
+            if shard["identity"] != json.dumps(identity, sort_keys=True):
+                raise UsageError(refusal(directory, json.loads(shard["identity"]), identity))
             shards.add(path, shard["indices"], shard["drawn_with"])
         return shards
 
@@ -154,8 +154,8 @@ def readable_shards(directory: Path):
 def check_identity(directory: Path, identity: dict) -> None:
     """Refuse, in one line, a dir whose shards are another run's (checked on its first shard)."""
     for _, shard in readable_shards(directory):
-        if shard["identity"] != identity:
-            raise UsageError(refusal(directory, shard["identity"], identity))
+        if shard["identity"] != json.dumps(identity, sort_keys=True):
+            raise UsageError(refusal(directory, json.loads(shard["identity"]), identity))
         return
 
 
