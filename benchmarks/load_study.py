@@ -52,7 +52,7 @@ def main() -> None:
     records = synthetic_records(args.samples, args.tokens)
     prompts = sorted({record["prompt_index"] for record in records})
     start = time.perf_counter()
-    write_table_atomic(args.dir / SAMPLES_TABLE_NAME, records)
+    write_table_atomic(args.dir / SAMPLES_TABLE_NAME, [records])
     write_json_atomic(args.dir / ARTIFACT_NAME, {
         "metadata": {"model_name": "synthetic", "seed": 0, "prompt": None, "p_values": None, "draws": 2,
                      "max_new_tokens": args.tokens, "samples_file": SAMPLES_TABLE_NAME, "num_samples": len(records),

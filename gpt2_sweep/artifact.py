@@ -82,23 +82,51 @@ def write_json_atomic(path: Path, document: dict) -> None:
         raise
 
 
-def write_table_atomic(path: Path, records: list[dict]) -> None:
-    """Records (one per sample, metrics a nested dict) as a Parquet table, written as write_json_atomic."""
+def write_table_atomic(path: Path, chunks) -> None:
+    """Records (one per sample, metrics a nested dict), given as an iterable of lists, as a Parquet
+    table with one row group per list, written as write_json_atomic: one list in memory at a time.
+
+    The first list fixes the columns' types; a field null in all its rows is taken as an integer
+    (metrics.diverges_from, the only one that can be) and a later list's values are cast to them.
+    """
     import pyarrow as pa  # noqa: PLC0415 - studies only: the import takes a while
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(descriptor)
+    writer = None
     try:
-        pq.write_table(pa.Table.from_pylist(records), temporary)
+        for records in chunks:
+            if writer is None:
+                schema = without_null_types(pa.Table.from_pylist(records).schema)
+                writer = pq.ParquetWriter(temporary, schema)
+            writer.write_table(pa.Table.from_pylist(records, schema=schema))
+        if writer is None:
+            raise ValueError(f"{path}: no samples to write")
+        writer.close()
         with open(temporary, "rb") as stream:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
+        if writer is not None:
+            writer.close()
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def without_null_types(schema):
+    """The schema with each null-typed field (nested ones included) made int64."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    def fixed(field):
+        if pa.types.is_null(field.type):
+            return field.with_type(pa.int64())
+        if pa.types.is_struct(field.type):
+            return field.with_type(pa.struct([fixed(field.type.field(i)) for i in range(field.type.num_fields)]))
+        return field
+    return pa.schema([fixed(field) for field in schema])
 
 
 def read_json(path: Path) -> dict | None:
@@ -140,15 +168,16 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return differences
 
 
+def sample_neutral(config: dict) -> dict:
+    """The resolved config without the keys that leave the samples as they are: two runs whose
+    configs agree here draw the same samples."""
+    return {key: value for key, value in config.items() if key not in SAMPLE_NEUTRAL_KEYS}
+
+
 def artifact_differences(document: dict, config: dict) -> list[str]:
     """How the config an artifact was drawn with differs from `config`, keys that leave the samples
     as they are (SAMPLE_NEUTRAL_KEYS) aside."""
-    old = dict(document["metadata"].get("config") or {})
-    new = dict(config)
-    for resolved in (old, new):
-        for key in SAMPLE_NEUTRAL_KEYS:
-            resolved.pop(key, None)
-    return config_differences(old, new)
+    return config_differences(sample_neutral(document["metadata"].get("config") or {}), sample_neutral(config))
 
 
 def shown_differences(differences: list[str]) -> str:

@@ -51,11 +51,12 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_dir(tiny_model_dir
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_generation_is_one_line_and_leaves_no_half_written_file(tiny_model_dir, tmp_path):
+def test_ctrl_c_during_generation_is_one_line_and_keeps_only_the_finished_batches(tiny_model_dir, tmp_path):
     process = start(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={tmp_path}")
-    result = interrupt_when(process, lambda: list(tmp_path.glob(".ranks-*")) and time.sleep(1) is None)
+    result = interrupt_when(process, lambda: list(tmp_path.glob(".shards/*.pt")) and time.sleep(1) is None)
     assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
-    assert not tmp_path.exists() or not [p for p in tmp_path.iterdir() if p.name != ".hydra" and p.name != "run.log"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ".shards", "run.log"]
+    assert all(p.suffix == ".pt" for p in (tmp_path / ".shards").iterdir())
 
 
 @pytest.mark.slow
@@ -63,11 +64,12 @@ def test_ctrl_c_in_a_multirun_writes_the_summary_of_the_jobs_that_finished(tiny_
     process = start("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
                     "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
     code, stdout, stderr = interrupt_when(
-        process, lambda: list(tmp_path.glob("1/.ranks-*")) and time.sleep(1) is None)
+        process, lambda: list(tmp_path.glob("1/.shards/*.pt")) and time.sleep(1) is None)
     assert_one_interrupted_line(code, stdout, stderr, f"job 0 finished, job 1 did not; {RESUME}")
     assert f"Summary of 2 samples from job 0 written to {tmp_path}" in stdout
     assert len(artifact(tmp_path / "0")["texts"]) == 2
-    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [".hydra", "run.log"]  # no error.json either
+    # no error.json either; the finished batches kept for the rerun
+    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [".hydra", ".shards", "run.log"]
 
 
 def test_lightning_catching_ctrl_c_is_an_interrupt_not_an_exit(tiny_model_dir, tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ def test_a_run_killed_mid_generation_leaves_no_artifact_and_reruns_cleanly(tiny_
     process = subprocess.Popen([sys.executable, str(REPO / "run.py"), *overrides], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not list(tmp_path.glob(".ranks-*")) and process.poll() is None and time.time() < deadline:
+    while not list(tmp_path.glob(".shards/*.pt")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     assert process.poll() is None, "the run ended before it could be killed"

@@ -1,5 +1,5 @@
-"""The Lightning side: a dataset of sample indices and a module whose predict_step samples them
-(generated tokens only, the prompt left out)."""
+"""The Lightning side: a dataset of sample indices, a module whose predict_step samples them
+(generated tokens only, the prompt left out), and a writer that saves each batch as a shard."""
 import logging
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
 from ..errors import UsageError
 from .quiet import quiet_libraries
+from .progress import Progress
+from .shards import write_shard
 from .study import Study
 
 log = logging.getLogger(__name__)
@@ -21,16 +23,17 @@ quiet_libraries()  # DDP's spawned ranks import this module without running run_
 
 
 class SampleIndices(Dataset):
-    """Sample i of the sweep; settings stay in the module so that precision plugins never round them."""
+    """The sweep's samples still to draw, by index; settings stay in the module so that precision
+    plugins never round them."""
 
-    def __init__(self, count: int):
-        self.count = count
+    def __init__(self, indices: list[int]):
+        self.indices = indices
 
     def __len__(self):
-        return self.count
+        return len(self.indices)
 
-    def __getitem__(self, index):
-        return index
+    def __getitem__(self, position):
+        return self.indices[position]
 
 
 def decode_rows(engine, model, study: Study, vectors, settings: RowSettings, samples: torch.Tensor,
@@ -44,7 +47,8 @@ def decode_rows(engine, model, study: Study, vectors, settings: RowSettings, sam
 
 
 class SamplingModule(L.LightningModule):
-    def __init__(self, model, study: Study, stop_token_id=None, compile_setting="auto", batch_invariant=False):
+    def __init__(self, model, study: Study, stop_token_id=None, compile_setting="auto", batch_invariant=False,
+                 done: int = 0):
         super().__init__()
         self.model = model
         self.study = study
@@ -55,17 +59,24 @@ class SamplingModule(L.LightningModule):
         self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
         self.engine = None  # chosen on the first batch, once the model is on its device
         self.compute_dtype = None  # read in the first batch, under the precision's context
+        self.done = done  # samples an earlier run of this dir drew (its shards)
         self.progress = None
 
     def on_predict_start(self):
-        """A bar counting generated tokens (rank 0's share; shown on a terminal only)."""
-        from tqdm.auto import tqdm
-        new_tokens = len(self.study) * self.study.new_tokens // self.trainer.world_size
-        self.progress = tqdm(total=new_tokens, unit="tok", desc="Generating", leave=False, dynamic_ncols=True,
-                             disable=None if self.trainer.is_global_zero else True)
+        """Samples done of the run's total, counted by rank 0 for all ranks (they draw in step)."""
+        self.progress = Progress(len(self.study), self.done, shown=self.trainer.is_global_zero)
+        self.drawn_here = 0
+
+    def on_predict_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+        self.drawn_here += len(batch) * self.trainer.world_size
+        self.progress.set(self.done + self.drawn_here)
 
     def on_predict_end(self):
         self.progress.close()
+
+    def step_done(self, rows: int) -> None:
+        """One new token for each of `rows` samples: that share of them, times the ranks."""
+        self.progress.advance(rows * self.trainer.world_size / self.study.new_tokens)
 
     def predict_step(self, indices, batch_idx=0):
         indices = indices.cpu()
@@ -82,7 +93,7 @@ class SamplingModule(L.LightningModule):
         self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
         try:
             return decode_rows(self.engine, self.model, self.study, self.vectors, self.settings, indices,
-                               self.stop_token_id, on_step=self.progress.update if self.progress else None).cpu()
+                               self.stop_token_id, on_step=self.step_done if self.progress else None).cpu()
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not out_of_memory(error):
                 raise
@@ -107,47 +118,24 @@ def one_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def sample_loader(count: int, batch_size: int | None) -> DataLoader:
-    return DataLoader(SampleIndices(count), batch_size=batch_size or count, shuffle=False)
+def sample_loader(indices: list[int], batch_size: int | None) -> DataLoader:
+    return DataLoader(SampleIndices(indices), batch_size=batch_size or len(indices), shuffle=False)
 
 
-class RankResultWriter(BasePredictionWriter):
-    """Each process saves the samples it drew; the launching process merges the files.
+class ShardWriter(BasePredictionWriter):
+    """Each process saves each batch it drew as a shard (shards.write_shard), as soon as it is drawn.
 
     One path for one device and for ddp_spawn, whose workers return nothing to the launcher.
     """
 
-    def __init__(self, directory: Path):
-        super().__init__(write_interval="epoch")
-        self.directory = directory
+    def __init__(self, directory: Path, identity: dict):
+        super().__init__(write_interval="batch")
+        self.directory, self.identity = directory, identity
 
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices):
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         parameter = next(pl_module.model.parameters())
-        batches = [{"indices": batch["indices"], **vars(batch["generated"])} for batch in predictions]
-        torch.save({"batches": batches, "device": str(parameter.device),
-                    "dtype": str(parameter.dtype).removeprefix("torch."),
-                    "compute_dtype": str(pl_module.compute_dtype or parameter.dtype).removeprefix("torch."),
-                    "max_rows": pl_module.max_rows,
-                    "engine": pl_module.engine.describe() if pl_module.engine else None},
-                   self.directory / f"rank-{trainer.global_rank}.pt")
-
-
-def read_rank_results(directory: Path) -> tuple[dict[int, Generated], dict]:
-    """Each sample (a one-row Generated) by index from every rank's file, and how they were drawn:
-    the device, dtype (the weights'), compute_dtype (the forward's products': autocast's under a mixed
-    precision) and engine of rank 0 and, after an out-of-memory error on any rank, the smallest batch
-    a rank went on with (else None)."""
-    samples, drawn_with, max_rows = {}, {}, []
-    for path in sorted(directory.glob("rank-*.pt"), key=lambda p: int(p.stem.split("-")[1])):
-        result = torch.load(path, weights_only=True)
-        drawn_with = drawn_with or {key: result[key] for key in ("device", "dtype", "compute_dtype", "engine")}
-        if result["max_rows"] is not None:
-            max_rows.append(result["max_rows"])
-        for batch in result["batches"]:
-            indices = batch.pop("indices").tolist()
-            generated = Generated(**batch)
-            for row, index in enumerate(indices):
-                if index in samples:
-                    raise RuntimeError(f"sample {index} was drawn by two processes")
-                samples[index] = generated.rows(slice(row, row + 1))
-    return samples, {**drawn_with, "batch_size_after_out_of_memory": min(max_rows, default=None)}
+        drawn_with = {"device": str(parameter.device), "dtype": str(parameter.dtype).removeprefix("torch."),
+                      "compute_dtype": str(pl_module.compute_dtype or parameter.dtype).removeprefix("torch."),
+                      "engine": pl_module.engine.describe() if pl_module.engine else None,
+                      "max_rows": pl_module.max_rows}
+        write_shard(self.directory, self.identity, prediction["indices"], prediction["generated"], drawn_with)

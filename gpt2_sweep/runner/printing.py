@@ -12,11 +12,12 @@ CONTEXT_TOKENS = 3
 DEPARTURE = ("⟨", "⟩")
 
 
-def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
+def print_samples(texts: list[dict], in_full: int, artifact_path: Path, total: int | None = None) -> None:
     """The first `in_full` samples in full, the next ONE_LINE_SAMPLES one line each, then how many
-    more the artifact holds; nothing with in_full=0."""
+    more the artifact holds (`total` samples; `texts` may hold only the first ones); nothing with in_full=0."""
     if in_full == 0:
         return
+    total = len(texts) if total is None else total
     printed_in_full = texts[:in_full]
     for number, sample in enumerate(printed_in_full, start=1):
         print(f"\n--- Sample {number} ({settings_label(sample, ', ')}) ---")
@@ -24,11 +25,11 @@ def print_samples(texts: list[dict], in_full: int, artifact_path: Path) -> None:
     print()
     one_line = texts[in_full:in_full + ONE_LINE_SAMPLES]
     if one_line:
-        print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {len(texts)}, each from just before "
+        print(f"Samples {in_full + 1} to {in_full + len(one_line)} of {total}, each from just before "
               f"where it departs from the reference sample ({DEPARTURE[0]}the first token that differs"
               f"{DEPARTURE[1]}; print_samples=N prints N in full):")
         print_one_line_each(one_line, in_full + 1)
-    rest = len(texts) - len(printed_in_full) - len(one_line)
+    rest = total - len(printed_in_full) - len(one_line)
     if rest:
         print(f"... and {rest} more samples in {artifact_path}")
 

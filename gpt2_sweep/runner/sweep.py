@@ -1,9 +1,7 @@
 """One sweep: check the options, load the model, sample every prompt x draw x setting, write the artifact."""
 import logging
 import platform
-import shutil
 import signal
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,16 +17,17 @@ from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
 from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
 from .options import RunOptions, ignored_settings, read_options
-from .printing import print_samples
+from .printing import ONE_LINE_SAMPLES, print_samples
 from .prompts import Prompt, read_prompt_set
 from .quiet import quiet_libraries
 from .references import scored_references
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
+from .shards import SHARD_DIR, Shards, check_identity, clear, remove_temporary_files, run_identity
 from .study import Study
 
 log = logging.getLogger(__name__)
-RANK_DIR_PREFIX = ".ranks-"
+CHUNK_ROWS = 1024  # a study's samples.parquet is written this many rows (whole groups) at a time
 UNIFORMS_RULE = ("gpt2_sweep.decoding.sampling.sample_uniforms(seed, prompt_index, draw, "
                  "prompt_tokens + max_new_tokens - 1); new token k reads u[prompt_tokens + k - 1]")
 
@@ -102,10 +101,16 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME
     if not options.overwrite and holds_artifact_of(artifact_path, config):
+        remove_leftovers(output_dir)  # a run killed after writing its artifact, before removing its shards
+        clear(output_dir / SHARD_DIR)
         print(f"Skipped: {artifact_path} already holds the samples of this config "
               "(overwrite=true generates them again)")
         return artifact_path
     check_writable(artifact_path, "hydra.run.dir")
+    identity = run_identity(config)
+    remove_leftovers(output_dir)
+    if not options.overwrite:  # overwrite=true clears the shards of any config before drawing
+        check_identity(output_dir / SHARD_DIR, identity)
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
         if not options.overwrite:
@@ -126,21 +131,13 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
         print(f"Generating {len(study):,} samples of {new_tokens:,} new tokens each ...")
     model = load_model(source, load_dtype(trainer_args["precision"]))
 
-    remove_leftovers(output_dir)
     stop_token_id = tokenizer.eos_token_id if options.stop_at_eos else None
     batch_size = options.batch_size or default_batch_size(model, len(study), longest, trainer_args)
-    drawn, drawn_with = draw_samples(model, study, stop_token_id, batch_size, trainer_args, output_dir, options)
+    shards = draw_samples(model, study, stop_token_id, batch_size, trainer_args, output_dir, identity, options)
+    drawn_with = shards.how_drawn()
     device = drawn_with["device"]
     axes = settings_in_use(settings, options.sweeps)
-    texts = []
-    for number, group in enumerate(study.groups):
-        first = number * len(settings)
-        records = [sample_record(setting, drawn[first + index], tokenizer, group.ids, stop_token_id, axes,
-                                 group if options.study else None)
-                   for index, setting in enumerate(settings)]
-        for sample, position in zip(records, divergence_from_reference(records)):
-            sample["metrics"]["diverges_from"] = position
-        texts += records
+    records = sample_records(study, shards, tokenizer, stop_token_id, axes, options.study)
     metadata = {
         "model_name": cfg.model.name,
         "model_source": source.location,
@@ -170,19 +167,55 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
         "config": config,
         "overrides": list(overrides),
     }
+    printed = samples_to_print(options, overrides, multirun)
+    shown = printed + ONE_LINE_SAMPLES
     if options.study:
         references = scored_references(model, tokenizer, prompts, prompt_ids, new_tokens)
         metadata.update(study_metadata(options, study, prompts, references, stop_token_id))
-        write_table_atomic(output_dir / SAMPLES_TABLE_NAME, texts)
-    artifact = {"metadata": metadata, "texts": None if options.study else texts}
+        head = []
+        write_table_atomic(output_dir / SAMPLES_TABLE_NAME, in_chunks(records, CHUNK_ROWS, head, shown))
+        texts = None
+    else:
+        texts = list(records)
+        head = texts[:shown]
+    artifact = {"metadata": metadata, "texts": texts}
     write_json_atomic(artifact_path, artifact)
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
-    print_samples(texts, samples_to_print(options, overrides, multirun), artifact_path)
+    clear(output_dir / SHARD_DIR)
+    print_samples(head, printed, artifact_path, total=len(study))
     written = f"{output_dir / SAMPLES_TABLE_NAME} (metadata: {artifact_path})" if options.study else artifact_path
     print(f"Samples written to {written}"
           + (f" and {options.output_json}" if options.output_json is not None else ""))
     return artifact_path
+
+
+def sample_records(study: Study, shards: Shards, tokenizer, stop_token_id, axes, in_study: bool):
+    """Every sample's text entry, in order, built one (prompt, draw) group at a time from the shards
+    (each group's divergences measured from its own reference)."""
+    size = len(study.settings)
+    for number, group in enumerate(study.groups):
+        drawn = shards.samples(number * size, (number + 1) * size)
+        records = [sample_record(setting, generated, tokenizer, group.ids, stop_token_id, axes,
+                                 group if in_study else None)
+                   for setting, generated in zip(study.settings, drawn)]
+        for sample, position in zip(records, divergence_from_reference(records)):
+            sample["metrics"]["diverges_from"] = position
+        yield from records
+
+
+def in_chunks(records, rows: int, head: list, shown: int):
+    """Lists of about `rows` records; the first `shown` also kept in `head`."""
+    chunk = []
+    for record in records:
+        if len(head) < shown:
+            head.append(record)
+        chunk.append(record)
+        if len(chunk) >= rows:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def study_metadata(options: RunOptions, study: Study, prompts: list[Prompt], references: dict[int, dict],
@@ -237,26 +270,34 @@ def check_cpu_memory(model_config, options: RunOptions, num_samples: int, length
                      "(num_samples, a smaller grid) or a shorter max_length")
 
 
-def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, output_dir: Path,
-                 options: RunOptions) -> tuple[dict, dict]:
-    """Every sample (a one-row Generated of its generated tokens) by index, drawn by Lightning's
-    Trainer.predict on the configured devices; also how they were drawn (read_rank_results)."""
-    # Lightning takes seconds to import: bad input is reported before that.
-    import lightning as L
+def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, output_dir: Path, identity: dict,
+                 options: RunOptions) -> Shards:
+    """Every sample not yet in a shard of this run dir, drawn by Lightning's Trainer.predict on the
+    configured devices and saved a batch at a time as shards; returns all the run's shards."""
+    directory = output_dir / SHARD_DIR
+    if options.overwrite:
+        clear(directory)
+    shards = Shards.scan(directory, identity, len(study))
+    remaining = shards.remaining()
+    if remaining:
+        if shards.done():
+            log.info(f"Resuming: {shards.done()} of {len(study)} samples are in {directory}, "
+                     f"drawing the other {len(remaining)}")
+        # Lightning takes seconds to import: bad input is reported before that.
+        import lightning as L
 
-    from .module import RankResultWriter, SamplingModule, read_rank_results, sample_loader
+        from .module import SamplingModule, ShardWriter, sample_loader
 
-    module = SamplingModule(model, study, stop_token_id, options.compile, options.batch_invariant)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=RANK_DIR_PREFIX, dir=output_dir) as rank_dir:
+        module = SamplingModule(model, study, stop_token_id, options.compile, options.batch_invariant,
+                                done=shards.done())
         trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=str(output_dir),
-                            callbacks=[RankResultWriter(Path(rank_dir))])
-        predict(trainer, module, sample_loader(len(study), batch_size))
-        drawn, drawn_with = read_rank_results(Path(rank_dir))
-    if sorted(drawn) != list(range(len(study))):
-        raise RuntimeError(f"expected samples 0 to {len(study) - 1}, got {sorted(drawn)}")
-    return drawn, drawn_with
+                            callbacks=[ShardWriter(directory, identity)])
+        predict(trainer, module, sample_loader(remaining, batch_size))
+        shards = Shards.scan(directory, identity, len(study))
+    if shards.remaining():
+        raise RuntimeError(f"samples {shards.remaining()[:10]} were not drawn")
+    return shards
 
 
 def predict(trainer, module, loader) -> None:
@@ -281,12 +322,11 @@ def default_batch_size(model, num_samples: int, max_length: int, trainer_args: d
 
 
 def remove_leftovers(output_dir: Path) -> None:
-    """Temporary files of an earlier run of this dir that was killed."""
-    for path in output_dir.glob(f"{RANK_DIR_PREFIX}*"):
-        shutil.rmtree(path, ignore_errors=True)
+    """Temporary files of an earlier run of this dir that was killed; its finished shards stay."""
     for name in (ARTIFACT_NAME, SAMPLES_TABLE_NAME):
         for path in output_dir.glob(f".{name}.*.tmp"):
             path.unlink(missing_ok=True)
+    remove_temporary_files(output_dir / SHARD_DIR)
 
 
 def device_name(device: torch.device) -> str:
