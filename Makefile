@@ -23,11 +23,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml Makefile
 run: setup
 	$(BIN)/python run.py model=smollm2 prompt="'Once upon a time, in a small village'" sampler=temperature num_samples=4 max_length=40
 
+# One worker per core, each on one thread (two threads each would fight over the cores); the
+# batch-invariance tests put torch back on every core themselves (conftest.every_core).
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest -q --durations=30 tests
+	$(PYTEST) --durations=30 tests
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 # The modules and their fast tests are in setup.cfg; mutants/ keeps the results (mutmut browse).
 # One thread per test process, two processes at a time.

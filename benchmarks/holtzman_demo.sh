@@ -3,16 +3,16 @@
 # (Debian's bible-kjv-text, read with its `bible` command), one passage per chapter (1,189), the
 # prompt each chapter's first sentence (at most 40 tokens), the human reference the tokens that follow.
 #
-#   bash benchmarks/holtzman_demo.sh                          # 200 passages, 64 new tokens, SmolLM2
+#   bash benchmarks/holtzman_demo.sh                          # 200 passages, 32 new tokens, SmolLM2
 #   PASSAGES=5 NEW_TOKENS=4 bash benchmarks/holtzman_demo.sh  # a smoke run
 #
 # Needs `apt-get install bible-kjv` (the reader; it brings bible-kjv-text). Environment: PASSAGES
-# (200), NEW_TOKENS (64), MODEL (smollm2: a preset, or model.name=DIR), OUT (outputs/holtzman_demo),
+# (200), NEW_TOKENS (32), MODEL (smollm2: a preset, or model.name=DIR), OUT (outputs/holtzman_demo),
 # PYTHON (.venv/bin/python if there is one, else python), EXTRA (more overrides for every run).
 #
-# A study crosses its prompts with one schedule, so the 15 settings are three runs over the same
+# A study crosses its prompts with one schedule, so the 10 settings are three runs over the same
 # passages (prompt_set.pick=random with seed 0 draws the same ones in each), side by side in OUT:
-#   temperature/  greedy and temperatures 0.1 to 1.0 (1.0: pure sampling), 11 settings
+#   temperature/  greedy and temperatures 0.2 to 1.0 (1.0: pure sampling), 6 settings
 #   nucleus/      nucleus p = 0.9 and 0.95
 #   top_k/        top-k k = 40 and 640
 # Uniforms depend on the seed, the prompt's index and the draw only, so every setting of the three
@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSAGES=${PASSAGES:-200}
-NEW_TOKENS=${NEW_TOKENS:-64}
+NEW_TOKENS=${NEW_TOKENS:-32}
 MODEL=${MODEL:-smollm2}
 OUT=${OUT:-outputs/holtzman_demo}
 EXTRA=${EXTRA:-}
@@ -62,7 +62,7 @@ timed() {  # timed NAME COMMAND...: run it, append "NAME SECONDS" to times.txt
 
 # shellcheck disable=SC2086  # EXTRA is a list of overrides
 timed temperature "$PYTHON" run.py "${STUDY[@]}" sampler=temperature 'sampler.temperature_range=[0.0,1.0]' \
-  num_samples=11 "hydra.run.dir=$OUT/temperature" $EXTRA
+  num_samples=6 "hydra.run.dir=$OUT/temperature" $EXTRA
 # shellcheck disable=SC2086
 timed nucleus "$PYTHON" run.py "${STUDY[@]}" sampler=nucleus 'sampler.nucleus_range=[0.9,0.95]' \
   num_samples=2 "hydra.run.dir=$OUT/nucleus" $EXTRA

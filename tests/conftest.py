@@ -75,6 +75,16 @@ def single_prompt(prompt, settings, vector, max_length):
     return prompts, settings, uniforms, new_tokens
 
 
+@pytest.fixture
+def every_core():
+    """torch on all the machine's cores for one test: `make test` runs two workers of one thread
+    each, and the batch-invariance tests must also see the multi-threaded kernels a run uses."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return train_tokenizer()

@@ -17,6 +17,9 @@ NUCLEI = torch.linspace(0.05, 1.0, 16).flip(0)
 SETTINGS = RowSettings(TEMPERATURES, NUCLEI)
 
 
+pytestmark = pytest.mark.usefixtures("every_core")
+
+
 def texts(directory):
     return json.loads((directory / "samples.json").read_text(encoding="utf-8"))["texts"]
 

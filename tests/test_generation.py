@@ -71,7 +71,7 @@ def test_tokens_do_not_depend_on_batch_size_or_grouping(tiny_model, tokenizer):
             assert torch.equal(part, whole[group]), group
 
 
-def test_linear_rows_are_batch_invariant_from_the_minimum_decode_batch():
+def test_linear_rows_are_batch_invariant_from_the_minimum_decode_batch(every_core):
     """The property the decode loop relies on (MKL_CBWR strict mode, set by the package)."""
     generator = torch.Generator().manual_seed(0)
     x, w = torch.randn(70, 256, generator=generator), torch.randn(1024, 256, generator=generator)
