@@ -15,6 +15,7 @@ from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, ch
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
+from .lock import run_dir_lock
 from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
 from .options import RunOptions, ignored_settings, read_options
 from .printing import ONE_LINE_SAMPLES, print_samples
@@ -91,11 +92,19 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
     """Generate every sample of the configured sweep (each prompt x draw x setting); return the path
     of samples.json.
 
-    A run dir that already holds the artifact of the same config is left as it is. A job of a
-    multirun prints one line: no samples, unless print_samples is among its overrides.
+    A run dir that already holds the artifact of the same config is left as it is; one that another
+    run holds is refused (runner/lock.py). A job of a multirun prints one line: no samples, unless
+    print_samples is among its overrides.
     """
     quiet_libraries()
     output_dir = Path(output_dir)
+    check_writable(output_dir / ARTIFACT_NAME, "hydra.run.dir")
+    with run_dir_lock(output_dir):
+        return sweep_in(cfg, output_dir, overrides, multirun)
+
+
+def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Path:
+    """run_sweep in a run dir this process holds."""
     options = read_options(cfg)
     trainer_args = trainer_arguments(cfg.devices)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -106,7 +115,6 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
         print(f"Skipped: {artifact_path} already holds the samples of this config "
               "(overwrite=true generates them again)")
         return artifact_path
-    check_writable(artifact_path, "hydra.run.dir")
     identity = run_identity(config)
     remove_leftovers(output_dir)
     if not options.overwrite:  # overwrite=true clears the shards of any config before drawing
