@@ -1,14 +1,18 @@
 """Faults of long studies (issue 20), each injected: two runs in one dir, a model changed under a killed
 run's shards, SIGTERM, a full disk, a corrupt artifact."""
+import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
+from transformers import AutoTokenizer
 
-from conftest import REPO, artifact, compose_config
+import gpt2_sweep.runner.module
+from conftest import REPO, artifact, compose_config, tiny_gpt2
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.sweep import run_sweep
+from test_shards import counting_decode
 
 HOLD_LOCK = ("import sys, time\n"
              "from gpt2_sweep.runner.lock import run_dir_lock\n"
@@ -20,6 +24,10 @@ HOLD_LOCK = ("import sys, time\n"
 def small_run(model_dir, *overrides):
     return compose_config(f"model.name={model_dir}", "sampler=temperature", "num_samples=4", "batch_size=2",
                           "max_length=12", "print_samples=0", *overrides)
+
+
+def tokenizer_of(model_dir):
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def holding_the_lock(run_dir) -> subprocess.Popen:
@@ -50,3 +58,24 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(tiny_model_dir, tmp
     run_sweep(small_run(tiny_model_dir), tmp_path)
     assert len(artifact(tmp_path)["texts"]) == 4
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_resume_after_the_model_changed_is_refused_unless_overwrite(tiny_model_dir, tmp_path, monkeypatch):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode([], fail_on_call=2))
+    with pytest.raises(RuntimeError, match="killed"):  # killed after its first batch
+        run_sweep(small_run(model_dir), run_dir)
+    assert len(list((run_dir / ".shards").glob("*.pt"))) == 1
+    tiny_gpt2(len(tokenizer_of(model_dir)), seed=1).save_pretrained(model_dir)  # new weights, same config
+    rows = []
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
+    with pytest.raises(UsageError, match=r"holds finished batches of another config \(the model "
+                                         r"\(model.safetensors changed\)\): overwrite=true removes them"):
+        run_sweep(small_run(model_dir), run_dir)
+    assert rows == [] and len(list((run_dir / ".shards").glob("*.pt"))) == 1
+    run_sweep(small_run(model_dir, "overwrite=true"), run_dir)
+    assert rows == [2, 2]  # every sample drawn again, with the new weights
+    run_sweep(small_run(model_dir), tmp_path / "whole")
+    assert artifact(run_dir)["texts"] == artifact(tmp_path / "whole")["texts"]

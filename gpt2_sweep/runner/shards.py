@@ -20,10 +20,10 @@ SHARD_SUFFIX = ".pt"
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def run_identity(config: dict) -> dict:
+def run_identity(config: dict, model: dict | None) -> dict:
     """What a shard must match to be part of this run: the resolved config, its sample-neutral keys
-    aside (artifact.SAMPLE_NEUTRAL_KEYS). "model" is the place for the weights' identity (#20)."""
-    return {"config": sample_neutral(config), "model": None}
+    aside (artifact.SAMPLE_NEUTRAL_KEYS), and the model's weights (loading.model_identity)."""
+    return {"config": sample_neutral(config), "model": model}
 
 
 def shard_name(indices: list[int]) -> str:
@@ -160,10 +160,21 @@ def check_identity(directory: Path, identity: dict) -> None:
         return
 
 
+def model_change(found: dict, wanted: dict) -> str:
+    """'the model (model.safetensors changed)', 'the model (commit a1b2 -> c3d4)'."""
+    if "files" in found and "files" in wanted:
+        changed = sorted(name for name in set(found["files"]) | set(wanted["files"])
+                         if found["files"].get(name) != wanted["files"].get(name))
+        return f"the model ({', '.join(changed)} changed)"
+    if found.get("commit") and wanted.get("commit") and found["commit"] != wanted["commit"]:
+        return f"the model (commit {found['commit'][:12]} -> {wanted['commit'][:12]})"
+    return "the model"
+
+
 def refusal(directory: Path, found: dict, wanted: dict) -> str:
     differences = config_differences(found.get("config") or {}, wanted["config"])
     if found.get("model") != wanted.get("model"):
-        differences.append("the model")
+        differences.append(model_change(found.get("model") or {}, wanted.get("model") or {}))
     shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
     return (f"{directory} holds finished batches of another config ({shown}): overwrite=true removes them "
             "and draws every sample again, or choose another hydra.run.dir / hydra.sweep.dir")

@@ -16,7 +16,8 @@ from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
 from .lock import run_dir_lock
-from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
+from .loading import (context_length, load_config, load_model, load_tokenizer, model_identity, parameter_count,
+                      resolve_source)
 from .options import RunOptions, ignored_settings, read_options
 from .printing import ONE_LINE_SAMPLES, print_samples
 from .prompts import Prompt, read_prompt_set
@@ -115,17 +116,17 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
         print(f"Skipped: {artifact_path} already holds the samples of this config "
               "(overwrite=true generates them again)")
         return artifact_path
-    identity = run_identity(config)
     remove_leftovers(output_dir)
-    if not options.overwrite:  # overwrite=true clears the shards of any config before drawing
-        check_identity(output_dir / SHARD_DIR, identity)
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
         if not options.overwrite:
             check_replaceable(options.output_json, config, "output_json")
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
-    model_config = load_config(source)
+    model_config = load_config(source)  # a Hub id's snapshot is in the cache from here on: its commit is known
+    identity = run_identity(config, model_identity(source))
+    if not options.overwrite:  # overwrite=true clears the shards of any config before drawing
+        check_identity(output_dir / SHARD_DIR, identity)
     prompts, prompt_ids, new_tokens = run_prompts(options, tokenizer, context_length(model_config))
     settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
                                      options.schedule)
