@@ -1,9 +1,11 @@
 """Faults of long studies (issue 20), each injected: two runs in one dir, a model changed under a killed
 run's shards, SIGTERM, a full disk, a corrupt artifact."""
+import logging
 import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from transformers import AutoTokenizer
@@ -14,6 +16,7 @@ from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.sweep import run_sweep
 from test_shards import counting_decode
 
+RESUME = "run the same command again to resume"
 HOLD_LOCK = ("import sys, time\n"
              "from gpt2_sweep.runner.lock import run_dir_lock\n"
              "with run_dir_lock(sys.argv[1]):\n"
@@ -79,3 +82,57 @@ def test_a_resume_after_the_model_changed_is_refused_unless_overwrite(tiny_model
     assert rows == [2, 2]  # every sample drawn again, with the new weights
     run_sweep(small_run(model_dir), tmp_path / "whole")
     assert artifact(run_dir)["texts"] == artifact(tmp_path / "whole")["texts"]
+
+
+def start(*overrides):
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, overrides)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def terminate_when(process, ready, timeout=180):
+    """SIGTERM as soon as ready() holds; the process's (exit code, stdout, stderr)."""
+    deadline = time.time() + timeout
+    while not ready() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be terminated"
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, stdout, stderr
+
+
+def assert_one_terminated_line(code, stdout, stderr, line):
+    assert code == 143, stdout + stderr
+    assert "Traceback" not in stdout + stderr, stderr
+    assert [l for l in stderr.splitlines() if l.strip()] == [f"terminated: {line}"], stderr
+
+
+LONG_RUN = ["sampler=temperature", "num_samples=400", "batch_size=1", "max_length=64", "print_samples=0"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_at_a_batch_boundary_keeping_the_finished_shards_for_the_rerun(tiny_model_dir, tmp_path,
+                                                                                     monkeypatch, caplog):
+    overrides = [f"model.name={tiny_model_dir}", *LONG_RUN]
+    process = start(*overrides, f"hydra.run.dir={tmp_path}")
+    result = terminate_when(process, lambda: list(tmp_path.glob(".shards/*.pt")))
+    assert_one_terminated_line(*result, f"nothing half-written is left; {RESUME}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ".shards", "run.log"]
+    shards = list((tmp_path / ".shards").iterdir())
+    assert shards and all(p.suffix == ".pt" for p in shards)
+    # The same command again, in-process, stopped at its first batch: it resumes from every shard (the
+    # whole resume to the uninterrupted artifact: test_shards.py)
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode([], fail_on_call=1))
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError, match="killed"):
+        run_sweep(compose_config(*overrides), tmp_path)
+    assert f"Resuming: {len(shards)} of 400 samples are in {tmp_path / '.shards'}" in caplog.text
+    assert "cannot be read" not in caplog.text
+
+
+@pytest.mark.slow
+def test_sigterm_in_a_multirun_writes_the_summary_of_the_jobs_that_finished(tiny_model_dir, tmp_path):
+    process = start("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
+                    "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
+    code, stdout, stderr = terminate_when(process, lambda: list(tmp_path.glob("1/.shards/*.pt")))
+    assert_one_terminated_line(code, stdout, stderr, f"job 0 finished, job 1 did not; {RESUME}")
+    assert f"Summary of 2 samples from job 0 written to {tmp_path}" in stdout
+    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [".hydra", ".shards", "run.log"]

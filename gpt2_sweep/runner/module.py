@@ -13,6 +13,7 @@ from ..decoding.generation import Generated
 from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
 from ..errors import UsageError
+from .interrupts import Terminated
 from .quiet import quiet_libraries
 from .progress import Progress
 from .shards import write_shard
@@ -79,6 +80,8 @@ class SamplingModule(L.LightningModule):
         self.progress.advance(rows * self.trainer.world_size / self.study.new_tokens)
 
     def predict_step(self, indices, batch_idx=0):
+        if getattr(self._trainer, "received_sigterm", False):  # the batches before are saved: stop here
+            raise Terminated
         indices = indices.cpu()
         self.compute_dtype = self.compute_dtype or compute_dtype(self.model)
         return {"indices": indices, "generated": self.sample(indices)}

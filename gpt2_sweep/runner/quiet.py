@@ -5,7 +5,8 @@ import warnings
 # Loggers of Lightning's banners (GPU available..., Initializing distributed..., distributed_backend=...):
 # Lightning sets the level of its top loggers itself when imported, so these below them are set.
 BANNER_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                  "lightning.fabric.utilities.distributed", "lightning.pytorch.accelerators.cuda")
+                  "lightning.fabric.utilities.distributed", "lightning.pytorch.accelerators.cuda",
+                  "lightning.pytorch.trainer.connectors.signal_connector")  # "Received SIGTERM": we say it
 LIBRARY_WARNINGS = (".*does not have many workers.*", ".*treespec.*")
 
 

@@ -2,6 +2,7 @@
 import logging
 import platform
 import signal
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, ch
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
+from .interrupts import Terminated
 from .lock import run_dir_lock
 from .loading import (context_length, load_config, load_model, load_tokenizer, model_identity, parameter_count,
                       resolve_source)
@@ -311,8 +313,18 @@ def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, o
 
 def predict(trainer, module, loader) -> None:
     """trainer.predict, with Ctrl-C raised as KeyboardInterrupt: Lightning catches it, ignores SIGINT
-    from then on and exits with code 1, which would end a multirun without its summary."""
+    from then on and exits with code 1, which would end a multirun without its summary.
+
+    SIGTERM ends it at the next batch boundary as Terminated, the batch in flight finished and saved:
+    Lightning's signal connector only notes SIGTERM (trainer.received_sigterm, which the module reads
+    before each batch; it also passes the signal on to DDP ranks) and calls the handler in place when
+    predict starts, so that handler is made one that only notes it too.
+    """
     sigint_handler = signal.getsignal(signal.SIGINT)
+    received = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm_handler = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum)) \
+        if in_main_thread else None
     try:
         trainer.predict(module, loader, return_predictions=False)
     except SystemExit:
@@ -320,6 +332,15 @@ def predict(trainer, module, loader) -> None:
             signal.signal(signal.SIGINT, sigint_handler)
             raise KeyboardInterrupt from None
         raise
+    except BaseException:
+        if received:  # a DDP rank stopped by the signal fails in the launcher as another error
+            raise Terminated from None
+        raise
+    finally:
+        if sigterm_handler is not None:
+            signal.signal(signal.SIGTERM, sigterm_handler)
+    if received:  # received during the last batch: its shard is written, the rerun assembles the artifact
+        raise Terminated
 
 
 def default_batch_size(model, num_samples: int, max_length: int, trainer_args: dict) -> int:
