@@ -1,6 +1,10 @@
 """Faults of long studies (issue 20), each injected: two runs in one dir, a model changed under a killed
 run's shards, SIGTERM, a full disk, a corrupt artifact."""
+import errno
+import fnmatch
 import logging
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,7 +15,7 @@ import pytest
 from transformers import AutoTokenizer
 
 import gpt2_sweep.runner.module
-from conftest import REPO, artifact, compose_config, tiny_gpt2
+from conftest import REPO, artifact, compose_config, run_app, tiny_gpt2
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.sweep import run_sweep
 from test_shards import counting_decode
@@ -136,3 +140,45 @@ def test_sigterm_in_a_multirun_writes_the_summary_of_the_jobs_that_finished(tiny
     assert_one_terminated_line(code, stdout, stderr, f"job 0 finished, job 1 did not; {RESUME}")
     assert f"Summary of 2 samples from job 0 written to {tmp_path}" in stdout
     assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [".hydra", ".shards", "run.log"]
+
+
+def disk_full_for(monkeypatch, pattern: str) -> None:
+    """A disk that fills up as a file matching pattern (its temporary name) is flushed: fsync fails with
+    ENOSPC there, as it does where the blocks are allocated late; other files are written."""
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if fnmatch.fnmatch(os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")), pattern):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(descriptor)
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def cli_run(model_dir, run_dir):
+    return [f"model.name={model_dir}", "sampler=temperature", "num_samples=8", "batch_size=2", "max_length=12",
+            "print_samples=0", f"hydra.run.dir={run_dir}"]
+
+
+NO_SPACE_LINE = (r"^error: no space left to write {path} \(No space left on device\): it needed [\d,]+ bytes, "
+                 r"[\d,]+ bytes are free; free some and run the same command again \(what is finished is kept\)$")
+
+
+@pytest.mark.parametrize("full_at, drawn_again", [(".000000004-000000005.pt.*.tmp", [2, 2]),
+                                                   (".samples.json.*.tmp", [])])
+def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_model_dir, tmp_path, monkeypatch, full_at,
+                                                       drawn_again):
+    disk_full_for(monkeypatch, full_at)
+    result = run_app(*cli_run(tiny_model_dir, tmp_path))
+    written = tmp_path / (".shards/000000004-000000005.pt" if full_at.endswith("pt.*.tmp") else "samples.json")
+    assert result.returncode == 1, result.stderr
+    assert re.match(NO_SPACE_LINE.format(path=re.escape(str(written))), result.stderr.strip()), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    finished = sorted(p.name for p in (tmp_path / ".shards").iterdir())
+    assert finished == ["000000000-000000001.pt", "000000002-000000003.pt"] + (
+        ["000000004-000000005.pt", "000000006-000000007.pt"] if not drawn_again else [])  # no temporary file
+    assert not (tmp_path / "samples.json").exists()
+    monkeypatch.undo()  # space freed
+    rows = []
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
+    assert run_app(*cli_run(tiny_model_dir, tmp_path)).returncode == 0
+    assert rows == drawn_again and len(artifact(tmp_path)["texts"]) == 8

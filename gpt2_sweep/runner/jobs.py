@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from ..artifact import ARTIFACT_NAME, listed, read_artifact, read_json, write_json_atomic
-from ..errors import UsageError
+from ..errors import DiskFull, UsageError
 from .interrupts import forget, when_interrupted
 
 ERROR_NAME = "error.json"
@@ -30,7 +30,7 @@ def failure_recorded(job_dir: Path, overrides: list[str]):
         write_json_atomic(error_path, {
             "message": str(error),
             "type": type(error).__name__,
-            "bad_input": isinstance(error, UsageError),
+            "bad_input": isinstance(error, UsageError) and not isinstance(error, DiskFull),
             "overrides": list(overrides),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "traceback": None if isinstance(error, UsageError) else traceback.format_exc(),

@@ -1,16 +1,15 @@
 """A run's samples as they are made: one shard per batch in run_dir/.shards, written atomically, read
 back to resume a killed run and, one group of samples at a time, to assemble the artifact."""
+import io
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from ..artifact import config_differences, sample_neutral
+from ..artifact import config_differences, sample_neutral, write_bytes_atomic
 from ..decoding.generation import Generated
 from ..errors import UsageError
 
@@ -33,23 +32,15 @@ def shard_name(indices: list[int]) -> str:
 
 def write_shard(directory: Path, identity: dict, indices: torch.Tensor, generated: Generated, drawn_with: dict) -> Path:
     """One batch's samples (indices ascending) and how they were drawn, written to a temporary file,
-    flushed to disk, then renamed into place: a shard is whole or absent."""
+    flushed to disk, then renamed into place (artifact.write_bytes_atomic): a shard is whole or absent."""
     order = torch.argsort(indices)
     indices, generated = indices[order], generated.rows(order)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / shard_name(indices.tolist())
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            torch.save({"identity": json.dumps(identity, sort_keys=True), "indices": indices,
-                        **{f.name: getattr(generated, f.name).contiguous() for f in fields(Generated)},
-                        "drawn_with": json.dumps(drawn_with)}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    content = io.BytesIO()  # its size known before it is written: a full disk says what it needed
+    torch.save({"identity": json.dumps(identity, sort_keys=True), "indices": indices,
+                **{f.name: getattr(generated, f.name).contiguous() for f in fields(Generated)},
+                "drawn_with": json.dumps(drawn_with)}, content)
+    write_bytes_atomic(path, content.getvalue())
     return path
 
 
