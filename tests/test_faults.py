@@ -14,8 +14,11 @@ import time
 import pytest
 from transformers import AutoTokenizer
 
+import gpt2_sweep
 import gpt2_sweep.runner.module
 from conftest import REPO, artifact, compose_config, run_app, tiny_gpt2
+from gpt2_sweep.analysis.load import UnreadableArtifact
+from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.sweep import run_sweep
 from test_shards import counting_decode
@@ -182,3 +185,25 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tiny_model_dir, tmp_path,
     monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
     assert run_app(*cli_run(tiny_model_dir, tmp_path)).returncode == 0
     assert rows == drawn_again and len(artifact(tmp_path)["texts"]) == 8
+
+
+def test_a_corrupt_artifact_is_named_counted_and_regenerated_by_a_rerun(tiny_model_dir, tmp_path, caplog, capsys):
+    for job in ("0", "1"):
+        run_sweep(small_run(tiny_model_dir, "num_samples=2"), tmp_path / job)
+    corrupt = tmp_path / "1" / "samples.json"
+    corrupt.write_bytes(corrupt.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING):
+        samples = gpt2_sweep.load(tmp_path)
+    assert len(samples) == 2 and samples.attrs["unreadable"] == [str(corrupt)]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{corrupt} cannot be read (not valid JSON: truncated or corrupt): its samples are left out; run its job "
+        "again to regenerate it"]
+    with pytest.raises(UnreadableArtifact, match=rf"^{re.escape(str(corrupt))} cannot be read"):
+        gpt2_sweep.load(tmp_path, strict=True)
+    summarize(tmp_path)
+    assert capsys.readouterr().out.strip().endswith(
+        "; 1 unreadable samples.json left out (job 1: run again to regenerate)")
+    run_sweep(small_run(tiny_model_dir, "num_samples=2"), tmp_path / "1")  # the job run again
+    caplog.clear()
+    assert len(gpt2_sweep.load(tmp_path, strict=True)) == 4 and not caplog.records
