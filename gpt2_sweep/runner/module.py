@@ -13,7 +13,7 @@ from ..decoding.generation import Generated
 from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
 from ..errors import UsageError
-from .interrupts import Terminated
+from .interrupts import TERMINATED_EXIT_CODE, Terminated
 from .quiet import quiet_libraries
 from .progress import Progress
 from .shards import write_shard
@@ -81,6 +81,8 @@ class SamplingModule(L.LightningModule):
 
     def predict_step(self, indices, batch_idx=0):
         if getattr(self._trainer, "received_sigterm", False):  # the batches before are saved: stop here
+            if self.trainer.world_size > 1:  # a spawned rank: its exit code tells the launching process
+                raise SystemExit(TERMINATED_EXIT_CODE)
             raise Terminated
         indices = indices.cpu()
         self.compute_dtype = self.compute_dtype or compute_dtype(self.model)

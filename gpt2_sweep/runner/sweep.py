@@ -1,5 +1,7 @@
 """One sweep: check the options, load the model, sample every prompt x draw x setting, write the artifact."""
 import logging
+import multiprocessing
+import os
 import platform
 import signal
 import threading
@@ -322,9 +324,15 @@ def predict(trainer, module, loader) -> None:
     """
     sigint_handler = signal.getsignal(signal.SIGINT)
     received = []
+
+    def note(signum, frame):
+        if not received:  # ddp_spawn's ranks: Lightning's connector runs in them, not in this process
+            for rank in multiprocessing.active_children():
+                os.kill(rank.pid, signal.SIGTERM)
+        received.append(signum)
+
     in_main_thread = threading.current_thread() is threading.main_thread()
-    sigterm_handler = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum)) \
-        if in_main_thread else None
+    sigterm_handler = signal.signal(signal.SIGTERM, note) if in_main_thread else None
     try:
         trainer.predict(module, loader, return_predictions=False)
     except SystemExit:
