@@ -207,3 +207,50 @@ def test_a_corrupt_artifact_is_named_counted_and_regenerated_by_a_rerun(tiny_mod
     run_sweep(small_run(tiny_model_dir, "num_samples=2"), tmp_path / "1")  # the job run again
     caplog.clear()
     assert len(gpt2_sweep.load(tmp_path, strict=True)) == 4 and not caplog.records
+
+
+def test_an_exit_during_generation_is_not_taken_for_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):
+    """submitit requeues a job on USR2 by sys.exit in its signal handler, wherever the job is: inside
+    Trainer.predict that exit must go on as it is (it was taken for Lightning's exit after Ctrl-C)."""
+    def requeued(*args, **kwargs):
+        sys.exit(3)
+
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", requeued)
+    with pytest.raises(SystemExit) as ended:
+        run_sweep(small_run(tiny_model_dir), tmp_path)
+    assert ended.value.code == 3
+
+
+def submitit_job(launcher: int) -> int:
+    """The pid of the submitit job (`python -m submitit.core._submit`) below the launcher process."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            command = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if entry.isdigit():
+            parents[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), b"submitit.core._submit" in command)
+    below = {launcher}
+    for _ in range(4):  # the job runs two levels down
+        below |= {pid for pid, (parent, _) in parents.items() if parent in below}
+    return next(pid for pid in below if parents.get(pid, (0, False))[1])
+
+
+@pytest.mark.slow
+def test_a_local_submitit_job_sent_usr2_requeues_and_resumes_from_its_shards(tiny_model_dir, tmp_path):
+    """What SLURM does before a pre-emption or the time limit (hydra.launcher.signal_delay_s), here to a
+    submitit_local job: submitit requeues it, and the requeued job draws only what its shards lack."""
+    process = start("-m", "hydra/launcher=submitit_local", f"model.name={tiny_model_dir}", "sampler=temperature",
+                    "num_samples=60", "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
+    deadline = time.time() + 180
+    while not list(tmp_path.glob("0/.shards/*.pt")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the sweep ended before its job could be signalled"
+    os.kill(submitit_job(process.pid), signal.SIGUSR2)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stderr
+    assert len(artifact(tmp_path / "0")["texts"]) == 60
+    log = (tmp_path / "0" / "run.log").read_text()
+    assert "Requeued job" in log and re.search(r"Resuming: \d+ of 60 samples are in", log), log

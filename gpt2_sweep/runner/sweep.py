@@ -335,8 +335,9 @@ def predict(trainer, module, loader) -> None:
     sigterm_handler = signal.signal(signal.SIGTERM, note) if in_main_thread else None
     try:
         trainer.predict(module, loader, return_predictions=False)
-    except SystemExit:
-        if trainer.interrupted:
+    except SystemExit as exit:
+        # Lightning's own exit after Ctrl-C; another (submitit's requeue on USR2) goes on as it is
+        if trainer.interrupted and isinstance(exit.__context__, KeyboardInterrupt):
             signal.signal(signal.SIGINT, sigint_handler)
             raise KeyboardInterrupt from None
         raise
