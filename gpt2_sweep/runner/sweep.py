@@ -18,7 +18,7 @@ from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, ch
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
-from .interrupts import Terminated
+from .interrupts import Terminated, raise_terminated
 from .lock import run_dir_lock
 from .loading import (context_length, load_config, load_model, load_tokenizer, model_identity, parameter_count,
                       resolve_source)
@@ -318,21 +318,24 @@ def predict(trainer, module, loader) -> None:
     from then on and exits with code 1, which would end a multirun without its summary.
 
     SIGTERM ends it at the next batch boundary as Terminated, the batch in flight finished and saved:
-    Lightning's signal connector only notes SIGTERM (trainer.received_sigterm, which the module reads
-    before each batch; it also passes the signal on to DDP ranks) and calls the handler in place when
-    predict starts, so that handler is made one that only notes it too.
+    Lightning's signal connector only notes SIGTERM (and calls the handler in place when predict
+    starts), so that handler is made one that notes it for the module, which reads it before each
+    batch, and passes it on to ddp_spawn's ranks, which read Lightning's trainer.received_sigterm. A
+    SIGTERM handler of someone else's (submitit's, which ignores it: its USR2 requeues) is left alone.
     """
     sigint_handler = signal.getsignal(signal.SIGINT)
-    received = []
 
     def note(signum, frame):
-        if not received:  # ddp_spawn's ranks: Lightning's connector runs in them, not in this process
+        if not module.sigterm_received:
             for rank in multiprocessing.active_children():
                 os.kill(rank.pid, signal.SIGTERM)
-        received.append(signum)
+        module.sigterm_received = True
 
     in_main_thread = threading.current_thread() is threading.main_thread()
-    sigterm_handler = signal.signal(signal.SIGTERM, note) if in_main_thread else None
+    sigterm_handler = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+    takes_sigterm = sigterm_handler in (signal.SIG_DFL, raise_terminated)
+    if takes_sigterm:
+        signal.signal(signal.SIGTERM, note)
     try:
         trainer.predict(module, loader, return_predictions=False)
     except SystemExit as exit:
@@ -342,13 +345,13 @@ def predict(trainer, module, loader) -> None:
             raise KeyboardInterrupt from None
         raise
     except BaseException:
-        if received:  # a DDP rank stopped by the signal fails in the launcher as another error
+        if module.sigterm_received:  # a DDP rank stopped by the signal fails in the launcher as another error
             raise Terminated from None
         raise
     finally:
-        if sigterm_handler is not None:
+        if takes_sigterm:
             signal.signal(signal.SIGTERM, sigterm_handler)
-    if received:  # received during the last batch: its shard is written, the rerun assembles the artifact
+    if module.sigterm_received:  # during the last batch: its shard is written, the rerun assembles the artifact
         raise Terminated
 
 
