@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import huggingface_hub.constants
 import pytest
 from transformers import AutoTokenizer
 
@@ -20,6 +21,8 @@ from conftest import REPO, artifact, compose_config, run_app, tiny_gpt2
 from gpt2_sweep.analysis.load import UnreadableArtifact
 from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.errors import UsageError
+from gpt2_sweep.runner.loading import ModelSource, model_identity
+from gpt2_sweep.runner.shards import model_change
 from gpt2_sweep.runner.sweep import run_sweep
 from test_shards import counting_decode
 
@@ -254,3 +257,19 @@ def test_a_local_submitit_job_sent_usr2_requeues_and_resumes_from_its_shards(tin
     assert len(artifact(tmp_path / "0")["texts"]) == 60
     log = (tmp_path / "0" / "run.log").read_text()
     assert "Requeued job" in log and re.search(r"Resuming: \d+ of 60 samples are in", log), log
+
+
+def test_a_hub_models_identity_is_the_commit_of_its_cached_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--org--tiny"
+
+    def cached(commit):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        return model_identity(ModelSource("org/tiny"))
+
+    before, after = cached("a" * 40), cached("b" * 40)
+    assert before == {"hub_id": "org/tiny", "revision": None, "commit": "a" * 40}
+    assert model_change(before, after) == f"the model (commit {'a' * 12} -> {'b' * 12})"
