@@ -63,6 +63,20 @@ def test_a_run_dir_held_by_another_run_is_refused_naming_it(tiny_model_dir, tmp_
     assert not (tmp_path / "samples.json").exists()
 
 
+def test_a_sweep_dir_held_by_another_multirun_is_refused_in_one_line(tiny_model_dir, tmp_path):
+    holder = holding_the_lock(tmp_path)
+    try:
+        result = run_app("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,3",
+                         "max_length=8", f"hydra.sweep.dir={tmp_path}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert re.fullmatch(rf"error: {re.escape(str(tmp_path))} is in use by another run \(pid {holder.pid} on .+\): "
+                        r"wait for it to end, or choose another hydra.run.dir / hydra.sweep.dir\n", result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # no job ran
+
+
 def test_a_lock_left_by_a_killed_run_does_not_block_the_next(tiny_model_dir, tmp_path):
     holder = holding_the_lock(tmp_path)
     holder.send_signal(signal.SIGKILL)

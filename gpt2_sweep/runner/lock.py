@@ -1,5 +1,6 @@
-"""One run at a time in a run dir: an flock on run_dir/.lock, held for the whole run and released by the
-OS when the process dies, so that a killed run never blocks the next one; the lock file names its holder."""
+"""One run at a time in a run dir (and one multirun in a sweep dir): an flock on <dir>/.lock, held for the
+whole run and released by the OS when the process dies, so that a killed run never blocks the next one;
+the lock file names its holder."""
 import fcntl
 import json
 import os
