@@ -140,15 +140,20 @@ class SweepDirLock(Callback):
     (Hydra calls them in reverse), since the failed-jobs report ends the process."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        self.held = ExitStack()
+        held = ExitStack()
         with usage_errors_as_one_line():  # Hydra would turn an exception raised here into a warning
-            self.held.enter_context(run_dir_lock(Path(config.hydra.sweep.dir)))
-        when_interrupted(self.release)
-
-    def release(self) -> None:
-        forget(self.release)
-        self.held.close()
+            held.enter_context(run_dir_lock(Path(config.hydra.sweep.dir)))
+        _held_sweep_dirs.append(held)  # not on self: submitit pickles the callbacks with its launcher
+        when_interrupted(release_sweep_dirs)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        if hasattr(self, "held"):
-            self.release()
+        release_sweep_dirs()
+
+
+_held_sweep_dirs: list[ExitStack] = []
+
+
+def release_sweep_dirs() -> None:
+    forget(release_sweep_dirs)
+    while _held_sweep_dirs:
+        _held_sweep_dirs.pop().close()
