@@ -15,13 +15,14 @@ from .analysis.divergence import Divergence, Pick, first_divergence  # noqa: E40
 __version__ = "0.1.0"
 
 
-def load(path):
+def load(path, strict=False):
     """A run dir, a multirun dir or a samples.json as a pandas DataFrame, one row per sample
-    (see gpt2_sweep.analysis.load.load_samples)."""
+    (see gpt2_sweep.analysis.load.load_samples); an unreadable artifact under a dir is named in a
+    warning and left out (attrs["unreadable"]), or with strict=True an error."""
     # pandas and the artifact reader load on first use: importing the package stays light.
     from .analysis.load import load_samples
 
-    return load_samples(path)
+    return load_samples(path, strict=strict)
 
 
 

@@ -1,12 +1,14 @@
 """The run's JSON artifact: the original script's keys plus what makes a run reproducible."""
+import errno
 import json
 import os
 import platform
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import DiskFull, UsageError
 
 ARTIFACT_NAME = "samples.json"
 # A study's samples (a prompt set, or several draws): one row per sample, beside samples.json, whose
@@ -65,21 +67,42 @@ def check_writable(path: Path, option: str) -> None:
             directory.rmdir()
 
 
-def write_json_atomic(path: Path, document: dict) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it into place."""
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
+
+
+def disk_full(path: Path, needed: int | None, error: OSError) -> DiskFull:
+    """The one line for a file that did not fit: its path, the bytes it needed and those free."""
+    try:
+        free = f"{shutil.disk_usage(Path(path).parent).free:,} bytes are free"
+    except OSError:
+        free = "the free space is unknown"
+    size = f"{needed:,} bytes" if needed is not None else "more space"
+    return DiskFull(f"no space left to write {path} ({error.strerror or 'disk full'}): it needed {size}, {free}; "
+                    "free some and run the same command again (what is finished is kept)")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it into place; a full disk
+    is a DiskFull naming the path and the bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            raise disk_full(path, len(data), error) from error
         raise
+
+
+def write_json_atomic(path: Path, document: dict) -> None:
+    """The document as indented UTF-8 JSON, written as write_bytes_atomic."""
+    write_bytes_atomic(Path(path), (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def write_table_atomic(path: Path, chunks) -> None:
@@ -109,10 +132,15 @@ def write_table_atomic(path: Path, chunks) -> None:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError:
+                pass
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            raise disk_full(path, None, error) from error  # its size is not known before it is written
         raise
 
 

@@ -1,7 +1,14 @@
-"""The one error the user causes: bad input, reported as one line."""
+"""The errors reported as one line: bad input, and a full disk."""
 
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2, no artifact."""
 
     exit_code = 2
+
+
+class DiskFull(UsageError):
+    """No space left for a file the run writes: one line naming it and the bytes it needed, exit code 1;
+    what was finished stays (the file is written whole or not at all)."""
+
+    exit_code = 1

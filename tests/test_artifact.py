@@ -11,7 +11,7 @@ import pytest
 from conftest import artifact, compose_config
 from gpt2_sweep.artifact import (config_differences, holds_artifact_of, library_versions, read_artifact, sample_settings,
                                  write_json_atomic)
-from gpt2_sweep.errors import UsageError
+from gpt2_sweep.errors import DiskFull, UsageError
 from gpt2_sweep.runner.sweep import run_sweep
 
 PREVIOUS = {"metadata": {"seed": 0}, "texts": [{"text": "the previous artifact"}]}
@@ -44,7 +44,7 @@ def test_a_write_that_fails_half_way_leaves_the_previous_artifact_and_no_tempora
     write_json_atomic(path, PREVIOUS)
     before = path.read_bytes()
     document = failing_write(monkeypatch)
-    with pytest.raises((TypeError, OSError)):
+    with pytest.raises((TypeError, DiskFull)):
         write_json_atomic(path, document)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.json"]

@@ -5,12 +5,15 @@
     samples.groupby("temperature").perplexity.mean()
     gpt2_sweep.first_divergence(samples.iloc[0], samples.iloc[3])
 """
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-from ..artifact import ARTIFACT_NAME, read_artifact, sample_settings
+from ..artifact import ARTIFACT_NAME, read_artifact, read_json, sample_settings
 from .divergence import Divergence, Pick, first_divergence  # noqa: F401 - the analysis API
+
+log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt_index", "prompt", "reference",
                "reference_tokens", "reference_token_logprobs", "draw", "seed", "swept", "schedule", "sample")
@@ -22,7 +25,11 @@ TOKEN_COLUMNS = ("tokens", "token_strings", "token_logprobs")
 STUDY_FIELDS = ("prompt_index", "draw", *SAMPLE_COLUMNS, "metrics")
 
 
-def load_samples(path, tokens: bool | tuple[str, ...] = True) -> pd.DataFrame:
+class UnreadableArtifact(ValueError):
+    """An artifact under a dir that cannot be read: its one line names it and why."""
+
+
+def load_samples(path, tokens: bool | tuple[str, ...] = True, strict: bool = False) -> pd.DataFrame:
     """One row per sample: where it comes from (its prompt's index in the prompt set, the prompt, the
     human reference, its tokens and their log p under the model, and the draw; 0, the run's prompt,
     None and 0 in a one-prompt run), which axes its run swept (`swept`: their names, space-separated,
@@ -34,19 +41,31 @@ def load_samples(path, tokens: bool | tuple[str, ...] = True) -> pd.DataFrame:
     tokens=False leaves out the per-token lists (TOKEN_COLUMNS), most of a table's memory: a summary
     of a million samples needs none of them; a tuple of them keeps those only (("tokens",
     "token_logprobs"): what the measures across samples read).
+
+    An artifact under a dir that cannot be read (a corrupt or truncated samples.json, a study's
+    samples.parquet missing or unreadable) is left out with a warning naming it, one line each, and
+    listed in the table's attrs["unreadable"] (their paths); strict=True raises UnreadableArtifact
+    instead. A rerun of its job regenerates it.
     """
     kept = TOKEN_COLUMNS if tokens is True else () if tokens is False else tuple(tokens)
     path = Path(path)
     root = path.parent if path.is_file() else path
-    parts = [artifact_frame(artifact, root, kept) for artifact in artifact_paths(path)]
-    parts = [part for part in parts if part is not None]
+    parts, unreadable = [], []
+    for artifact in artifact_paths(path):
+        try:
+            parts.append(artifact_frame(artifact, root, kept))
+        except UnreadableArtifact as error:
+            if strict:
+                raise
+            log.warning(str(error))
+            unreadable.append(str(artifact))
     settings = unique(key for part in parts for key in part.attrs["settings"])
     metrics = unique(key for part in parts for key in part.attrs["metrics"])
     columns = unique([*RUN_COLUMNS, *settings, *SAMPLE_COLUMNS, *metrics, "p_values"])
     columns = [column for column in columns if column not in TOKEN_COLUMNS or column in kept]
     frame = pd.concat([part.reindex(columns=columns) for part in parts], ignore_index=True) if parts \
         else pd.DataFrame(columns=columns)
-    frame.attrs = {}
+    frame.attrs = {"unreadable": unreadable} if unreadable else {}
     for column in columns:
         values = frame[column]
         if values.dtype == object or str(values.dtype) == "Int64":
@@ -75,11 +94,26 @@ def natural_key(path: Path) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
 
-def artifact_frame(path: Path, root: Path, kept: tuple[str, ...] = TOKEN_COLUMNS) -> pd.DataFrame | None:
-    """The artifact's samples, settings and metrics named in attrs; None where it is incomplete."""
+def unreadable(path: Path) -> UnreadableArtifact:
+    """Why the samples.json at path is no complete artifact (written atomically, it is never torn by a
+    killed run: something else truncated or replaced it)."""
+    document = read_json(path)
+    if document is None:
+        why = "not valid JSON: truncated or corrupt"
+    elif not {"metadata", "texts"} <= set(document):
+        why = "not an artifact: no metadata and texts"
+    else:
+        why = f"its {document['metadata'].get('samples_file')} is missing"
+    return UnreadableArtifact(f"{path} cannot be read ({why}): its samples are left out; run its job again "
+                              "to regenerate it")
+
+
+def artifact_frame(path: Path, root: Path, kept: tuple[str, ...] = TOKEN_COLUMNS) -> pd.DataFrame:
+    """The artifact's samples, settings and metrics named in attrs; UnreadableArtifact where it is no
+    complete artifact."""
     document = read_artifact(path)
-    if document is None:  # a job killed while writing, or not an artifact
-        return None
+    if document is None:
+        raise unreadable(path)
     metadata = document["metadata"]
     run = {
         "job": path.parent.relative_to(root).as_posix(),
@@ -92,7 +126,12 @@ def artifact_frame(path: Path, root: Path, kept: tuple[str, ...] = TOKEN_COLUMNS
         "schedule": metadata.get("schedule", "paired"),
     }
     if document["texts"] is None:
-        return study_frame(path.parent / metadata["samples_file"], metadata, run, kept)
+        table_path = path.parent / metadata["samples_file"]
+        try:
+            return study_frame(table_path, metadata, run, kept)
+        except (OSError, ValueError, KeyError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise UnreadableArtifact(f"{table_path} cannot be read ({type(error).__name__}): the samples of "
+                                     f"{path} are left out; run its job again to regenerate it") from error
     rows = [{**run, "prompt_index": 0, "prompt": metadata.get("prompt"), "reference": None, "draw": 0,
              "sample": index, **sample_settings(sample),
              **{key: sample.get(key) for key in SAMPLE_COLUMNS if key not in TOKEN_COLUMNS or key in kept},

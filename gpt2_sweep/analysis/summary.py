@@ -41,6 +41,7 @@ def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
     directory = Path(directory)
     measured = artifacts_measurable(directory)
     samples = samples_under(directory, MEASURE_COLUMNS if measured else ())
+    unreadable = [Path(path).parent.relative_to(directory).as_posix() for path in samples.attrs.get("unreadable", [])]
     left_out = []
     if jobs is not None:
         covered = {Path(job).relative_to(directory).as_posix() for job in jobs}
@@ -77,5 +78,7 @@ def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
     print(f"Summary of {len(samples)} samples{'' if sources == ['.'] else ' from ' + listed(sources)} written to "
           f"{directory} ({', '.join(shown)}){pooled_shown}"
           + (f"; {len(left_out)} {ARTIFACT_NAME} in the dir that this multirun did not write left out "
-             f"({listed(left_out)})" if left_out else ""))
+             f"({listed(left_out)})" if left_out else "")
+          + (f"; {counted(len(unreadable), 'unreadable ' + ARTIFACT_NAME)} left out ({listed(unreadable)}: "
+             "run again to regenerate)" if unreadable else ""))
     return written

@@ -77,7 +77,7 @@ def usage_errors_as_one_line():
         yield
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(UsageError.exit_code)
+        sys.exit(error.exit_code)
     except CompactHydraException as error:
         if user_wants_full_error:
             raise

@@ -1,8 +1,9 @@
 """A multirun's jobs: those that fail are recorded in their own dir and reported once the sweep is
-over, or when it is interrupted; which jobs of the sweep dir ran in this multirun."""
+over, or when it is interrupted; which jobs of the sweep dir ran in this multirun; the sweep dir held
+for the multirun's length."""
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -11,8 +12,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from ..artifact import ARTIFACT_NAME, listed, read_artifact, read_json, write_json_atomic
-from ..errors import UsageError
+from ..errors import DiskFull, UsageError
+from .cli import usage_errors_as_one_line
 from .interrupts import forget, when_interrupted
+from .lock import run_dir_lock
 
 ERROR_NAME = "error.json"
 # What failed at the end of this multirun besides its jobs (the summary): the exit code is 1 then too.
@@ -30,7 +33,7 @@ def failure_recorded(job_dir: Path, overrides: list[str]):
         write_json_atomic(error_path, {
             "message": str(error),
             "type": type(error).__name__,
-            "bad_input": isinstance(error, UsageError),
+            "bad_input": isinstance(error, UsageError) and not isinstance(error, DiskFull),
             "overrides": list(overrides),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "traceback": None if isinstance(error, UsageError) else traceback.format_exc(),
@@ -129,3 +132,28 @@ class FailedJobsReport(Callback):
 
 def names(jobs: list[Path], sweep_dir: Path) -> list[str]:
     return [job.relative_to(sweep_dir).as_posix() for job in jobs]
+
+
+class SweepDirLock(Callback):
+    """A multirun holds its sweep dir from its start to its end (runner/lock.py): a second multirun
+    into the same dir is refused in one line naming the first. Its end hook runs before the others'
+    (Hydra calls them in reverse), since the failed-jobs report ends the process."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        held = ExitStack()
+        with usage_errors_as_one_line():  # Hydra would turn an exception raised here into a warning
+            held.enter_context(run_dir_lock(Path(config.hydra.sweep.dir)))
+        _held_sweep_dirs.append(held)  # not on self: submitit pickles the callbacks with its launcher
+        when_interrupted(release_sweep_dirs)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        release_sweep_dirs()
+
+
+_held_sweep_dirs: list[ExitStack] = []
+
+
+def release_sweep_dirs() -> None:
+    forget(release_sweep_dirs)
+    while _held_sweep_dirs:
+        _held_sweep_dirs.pop().close()

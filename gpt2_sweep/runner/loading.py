@@ -1,4 +1,5 @@
 """Tokenizer, config and weights of a causal LM: a Hub id, a local directory, or a GGUF file."""
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -127,6 +128,38 @@ def load_model(source: ModelSource, dtype: torch.dtype):
                              "model.allow_pickle=true") from error
         raise hub_error(source.location, error) from error
     return model.eval()
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+SAMPLED_BYTES = 2**20  # a weight file is known by its size and the hash of its first and last MiB
+
+
+def file_fingerprint(path: Path) -> str:
+    """'size:sha256 of the first and last MiB': cheap for files of any size, and any rewrite of a weight
+    file by save_pretrained changes its header or its tail."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        digest.update(stream.read(SAMPLED_BYTES))
+        if size > SAMPLED_BYTES:
+            stream.seek(max(SAMPLED_BYTES, size - SAMPLED_BYTES))
+            digest.update(stream.read(SAMPLED_BYTES))
+    return f"{size}:{digest.hexdigest()[:16]}"
+
+
+def model_identity(source: ModelSource) -> dict:
+    """What tells this model's weights from others', for a resume that must not mix two models: a
+    directory's config.json and weight files fingerprinted (file_fingerprint), a Hub id's commit (of the
+    cached snapshot, once the config is loaded)."""
+    path = Path(source.location)
+    if path.is_dir():
+        return {"files": {file.name: file_fingerprint(file) for file in sorted(path.iterdir())
+                          if file.is_file() and (file.name == "config.json" or file.suffix in WEIGHT_SUFFIXES)}}
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source.location, "config.json", revision=source.revision)
+    commit = Path(cached).parent.name if isinstance(cached, str) else None
+    return {"hub_id": source.location, "revision": source.revision, "commit": commit}
 
 
 def context_length(config) -> int | None:

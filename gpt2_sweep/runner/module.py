@@ -13,6 +13,7 @@ from ..decoding.generation import Generated
 from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
 from ..errors import UsageError
+from .interrupts import TERMINATED_EXIT_CODE, Terminated
 from .quiet import quiet_libraries
 from .progress import Progress
 from .shards import write_shard
@@ -61,6 +62,7 @@ class SamplingModule(L.LightningModule):
         self.compute_dtype = None  # read in the first batch, under the precision's context
         self.done = done  # samples an earlier run of this dir drew (its shards)
         self.progress = None
+        self.sigterm_received = False  # set by sweep.predict's SIGTERM handler in the launching process
 
     def on_predict_start(self):
         """Samples done of the run's total, counted by rank 0 for all ranks (they draw in step)."""
@@ -79,6 +81,10 @@ class SamplingModule(L.LightningModule):
         self.progress.advance(rows * self.trainer.world_size / self.study.new_tokens)
 
     def predict_step(self, indices, batch_idx=0):
+        if self.sigterm_received:  # the batches before this one are saved: stop here
+            raise Terminated
+        if self._trainer is not None and self.trainer.world_size > 1 and self.trainer.received_sigterm:
+            raise SystemExit(TERMINATED_EXIT_CODE)  # a spawned rank: its exit code tells the launching process
         indices = indices.cpu()
         self.compute_dtype = self.compute_dtype or compute_dtype(self.model)
         return {"indices": indices, "generated": self.sample(indices)}

@@ -5,7 +5,10 @@ import warnings
 # Loggers of Lightning's banners (GPU available..., Initializing distributed..., distributed_backend=...):
 # Lightning sets the level of its top loggers itself when imported, so these below them are set.
 BANNER_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                  "lightning.fabric.utilities.distributed", "lightning.pytorch.accelerators.cuda")
+                  "lightning.fabric.utilities.distributed", "lightning.pytorch.accelerators.cuda",
+                  "lightning.pytorch.trainer.connectors.signal_connector")  # "Received SIGTERM": we say it
+# A DDP rank that SIGTERM stopped: "Terminating process ... via signal SIGTERM" (a warning); we say it.
+QUIET_LOGGERS = ("torch.multiprocessing.spawn",)
 LIBRARY_WARNINGS = (".*does not have many workers.*", ".*treespec.*")
 
 
@@ -25,5 +28,7 @@ def quiet_libraries() -> None:
     transformers_logging.set_verbosity_error()
     for name in BANNER_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for message in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message)

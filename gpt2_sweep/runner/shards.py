@@ -1,16 +1,15 @@
 """A run's samples as they are made: one shard per batch in run_dir/.shards, written atomically, read
 back to resume a killed run and, one group of samples at a time, to assemble the artifact."""
+import io
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from ..artifact import config_differences, sample_neutral
+from ..artifact import config_differences, sample_neutral, write_bytes_atomic
 from ..decoding.generation import Generated
 from ..errors import UsageError
 
@@ -20,10 +19,10 @@ SHARD_SUFFIX = ".pt"
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def run_identity(config: dict) -> dict:
+def run_identity(config: dict, model: dict | None) -> dict:
     """What a shard must match to be part of this run: the resolved config, its sample-neutral keys
-    aside (artifact.SAMPLE_NEUTRAL_KEYS). "model" is the place for the weights' identity (#20)."""
-    return {"config": sample_neutral(config), "model": None}
+    aside (artifact.SAMPLE_NEUTRAL_KEYS), and the model's weights (loading.model_identity)."""
+    return {"config": sample_neutral(config), "model": model}
 
 
 def shard_name(indices: list[int]) -> str:
@@ -33,23 +32,15 @@ def shard_name(indices: list[int]) -> str:
 
 def write_shard(directory: Path, identity: dict, indices: torch.Tensor, generated: Generated, drawn_with: dict) -> Path:
     """One batch's samples (indices ascending) and how they were drawn, written to a temporary file,
-    flushed to disk, then renamed into place: a shard is whole or absent."""
+    flushed to disk, then renamed into place (artifact.write_bytes_atomic): a shard is whole or absent."""
     order = torch.argsort(indices)
     indices, generated = indices[order], generated.rows(order)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / shard_name(indices.tolist())
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            torch.save({"identity": json.dumps(identity, sort_keys=True), "indices": indices,
-                        **{f.name: getattr(generated, f.name).contiguous() for f in fields(Generated)},
-                        "drawn_with": json.dumps(drawn_with)}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    content = io.BytesIO()  # its size known before it is written: a full disk says what it needed
+    torch.save({"identity": json.dumps(identity, sort_keys=True), "indices": indices,
+                **{f.name: getattr(generated, f.name).contiguous() for f in fields(Generated)},
+                "drawn_with": json.dumps(drawn_with)}, content)
+    write_bytes_atomic(path, content.getvalue())
     return path
 
 
@@ -160,10 +151,21 @@ def check_identity(directory: Path, identity: dict) -> None:
         return
 
 
+def model_change(found: dict, wanted: dict) -> str:
+    """'the model (model.safetensors changed)', 'the model (commit a1b2 -> c3d4)'."""
+    if "files" in found and "files" in wanted:
+        changed = sorted(name for name in set(found["files"]) | set(wanted["files"])
+                         if found["files"].get(name) != wanted["files"].get(name))
+        return f"the model ({', '.join(changed)} changed)"
+    if found.get("commit") and wanted.get("commit") and found["commit"] != wanted["commit"]:
+        return f"the model (commit {found['commit'][:12]} -> {wanted['commit'][:12]})"
+    return "the model"
+
+
 def refusal(directory: Path, found: dict, wanted: dict) -> str:
     differences = config_differences(found.get("config") or {}, wanted["config"])
     if found.get("model") != wanted.get("model"):
-        differences.append("the model")
+        differences.append(model_change(found.get("model") or {}, wanted.get("model") or {}))
     shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
     return (f"{directory} holds finished batches of another config ({shown}): overwrite=true removes them "
             "and draws every sample again, or choose another hydra.run.dir / hydra.sweep.dir")

@@ -1,7 +1,10 @@
 """One sweep: check the options, load the model, sample every prompt x draw x setting, write the artifact."""
 import logging
+import multiprocessing
+import os
 import platform
 import signal
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +18,10 @@ from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, ch
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
-from .loading import context_length, load_config, load_model, load_tokenizer, parameter_count, resolve_source
+from .interrupts import Terminated, raise_terminated
+from .lock import run_dir_lock
+from .loading import (context_length, load_config, load_model, load_tokenizer, model_identity, parameter_count,
+                      resolve_source)
 from .options import RunOptions, ignored_settings, read_options
 from .printing import ONE_LINE_SAMPLES, print_samples
 from .prompts import Prompt, read_prompt_set
@@ -91,11 +97,19 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
     """Generate every sample of the configured sweep (each prompt x draw x setting); return the path
     of samples.json.
 
-    A run dir that already holds the artifact of the same config is left as it is. A job of a
-    multirun prints one line: no samples, unless print_samples is among its overrides.
+    A run dir that already holds the artifact of the same config is left as it is; one that another
+    run holds is refused (runner/lock.py). A job of a multirun prints one line: no samples, unless
+    print_samples is among its overrides.
     """
     quiet_libraries()
     output_dir = Path(output_dir)
+    check_writable(output_dir / ARTIFACT_NAME, "hydra.run.dir")
+    with run_dir_lock(output_dir):
+        return sweep_in(cfg, output_dir, overrides, multirun)
+
+
+def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Path:
+    """run_sweep in a run dir this process holds."""
     options = read_options(cfg)
     trainer_args = trainer_arguments(cfg.devices)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -106,18 +120,17 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
         print(f"Skipped: {artifact_path} already holds the samples of this config "
               "(overwrite=true generates them again)")
         return artifact_path
-    check_writable(artifact_path, "hydra.run.dir")
-    identity = run_identity(config)
     remove_leftovers(output_dir)
-    if not options.overwrite:  # overwrite=true clears the shards of any config before drawing
-        check_identity(output_dir / SHARD_DIR, identity)
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
         if not options.overwrite:
             check_replaceable(options.output_json, config, "output_json")
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
-    model_config = load_config(source)
+    model_config = load_config(source)  # a Hub id's snapshot is in the cache from here on: its commit is known
+    identity = run_identity(config, model_identity(source))
+    if not options.overwrite:  # overwrite=true clears the shards of any config before drawing
+        check_identity(output_dir / SHARD_DIR, identity)
     prompts, prompt_ids, new_tokens = run_prompts(options, tokenizer, context_length(model_config))
     settings, notes = sweep_settings(options.sweeps, options.ranges, options.values, options.num_samples,
                                      options.schedule)
@@ -302,15 +315,44 @@ def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, o
 
 def predict(trainer, module, loader) -> None:
     """trainer.predict, with Ctrl-C raised as KeyboardInterrupt: Lightning catches it, ignores SIGINT
-    from then on and exits with code 1, which would end a multirun without its summary."""
+    from then on and exits with code 1, which would end a multirun without its summary.
+
+    SIGTERM ends it at the next batch boundary as Terminated, the batch in flight finished and saved:
+    Lightning's signal connector only notes SIGTERM (and calls the handler in place when predict
+    starts), so that handler is made one that notes it for the module, which reads it before each
+    batch, and passes it on to ddp_spawn's ranks, which read Lightning's trainer.received_sigterm. A
+    SIGTERM handler of someone else's (submitit's, which ignores it: its USR2 requeues) is left alone.
+    """
     sigint_handler = signal.getsignal(signal.SIGINT)
+
+    def note(signum, frame):
+        if not module.sigterm_received:
+            for rank in multiprocessing.active_children():
+                os.kill(rank.pid, signal.SIGTERM)
+        module.sigterm_received = True
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm_handler = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+    takes_sigterm = sigterm_handler in (signal.SIG_DFL, raise_terminated)
+    if takes_sigterm:
+        signal.signal(signal.SIGTERM, note)
     try:
         trainer.predict(module, loader, return_predictions=False)
-    except SystemExit:
-        if trainer.interrupted:
+    except SystemExit as exit:
+        # Lightning's own exit after Ctrl-C; another (submitit's requeue on USR2) goes on as it is
+        if trainer.interrupted and isinstance(exit.__context__, KeyboardInterrupt):
             signal.signal(signal.SIGINT, sigint_handler)
             raise KeyboardInterrupt from None
         raise
+    except BaseException:
+        if module.sigterm_received:  # a DDP rank stopped by the signal fails in the launcher as another error
+            raise Terminated from None
+        raise
+    finally:
+        if takes_sigterm:
+            signal.signal(signal.SIGTERM, sigterm_handler)
+    if module.sigterm_received:  # during the last batch: its shard is written, the rerun assembles the artifact
+        raise Terminated
 
 
 def default_batch_size(model, num_samples: int, max_length: int, trainer_args: dict) -> int:
