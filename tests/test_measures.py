@@ -227,3 +227,9 @@ def test_study_table_of_a_loaded_multirun(tiny_model_dir, tmp_path):
     old = table[table["model"] == "gpt2"]   # no tokens, no metrics: counted, nothing measured
     assert old["n"].tolist() == [1, 1] and old["self_bleu4"].isna().all() and old["perplexity"].isna().all()
     assert "| Greedy |" in study_markdown(table)
+
+
+def test_a_value_within_rounding_of_zero_reads_0_never_minus_0():
+    assert fixed(-3.29e-16) == "0" and fixed(-0.0) == "0"  # a least-squares slope of float noise
+    assert with_interval(1.0, -0.0001, 2.0) == "1.00 [0.00, 2.00]"
+    assert fixed(-0.123) == "-0.123" and fixed(0.5) == "0.500"

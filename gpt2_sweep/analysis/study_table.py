@@ -195,16 +195,23 @@ def study_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROUNDING_ZERO = 1e-12  # below this a value is float rounding of zero
+
+
 def decimals(value: float, digits: int = 3) -> int:
     """Decimal places that show `digits` significant digits of value (none for large values)."""
     return max(0, digits - 1 - math.floor(math.log10(abs(value)))) if value else 0
 
 
 def fixed(value, places: int | None = None) -> str:
-    """A number in fixed notation, never with an exponent; '-' where missing."""
+    """A number in fixed notation, never with an exponent; '-' where missing; 0 for a value within
+    float rounding of zero (a least-squares slope of 3e-16 is a slope of 0), never '-0'."""
     if value is None or pd.isna(value):
         return "-"
-    return f"{value:.{decimals(value) if places is None else places}f}"
+    if abs(value) < ROUNDING_ZERO:
+        return "0"
+    text = f"{value:.{decimals(value) if places is None else places}f}"
+    return text.lstrip("-") if float(text) == 0 else text
 
 
 def with_interval(mean, low, high) -> str:

@@ -11,7 +11,7 @@ METRICS = {
     "perplexity": "perplexity per generated token",
     "logprob": "log p of the generated tokens (nats)",
     "mean_entropy": "entropy of the sampled distribution (nats)",
-    "mean_nucleus_size": "tokens in the sampled distribution",
+    "mean_nucleus_size": "tokens the rule can pick (kept, mass >= 2**-28)",
     "distinct_1": "distinct-1",
     "distinct_2": "distinct-2",
     "distinct_3": "distinct-3",
