@@ -8,6 +8,7 @@ import logging
 import runpy
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -111,6 +112,23 @@ def run_cli(*overrides, cwd=None, env=None, timeout=300) -> subprocess.Completed
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, str(REPO / "run.py"), *map(str, overrides)],
                           cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_run(*overrides) -> subprocess.Popen:
+    """`python run.py OVERRIDES` started in a subprocess, its output captured: for the signal tests."""
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, overrides)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def signal_when(process, signum, ready, timeout=180) -> tuple[int, str, str]:
+    """Send signum as soon as ready() holds; the process's (exit code, stdout, stderr)."""
+    deadline = time.time() + timeout
+    while not ready() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before the signal could be sent"
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, stdout, stderr
 
 
 def compose_config(*overrides, hydra: bool = False):

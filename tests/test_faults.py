@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 
 import gpt2_sweep
 import gpt2_sweep.runner.module
-from conftest import REPO, artifact, compose_config, run_app, tiny_gpt2
+from conftest import REPO, artifact, compose_config, run_app, signal_when, start_run, tiny_gpt2
 from gpt2_sweep.analysis.load import UnreadableArtifact
 from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.errors import UsageError
@@ -108,22 +108,6 @@ def test_a_resume_after_the_model_changed_is_refused_unless_overwrite(tiny_model
     assert artifact(run_dir)["texts"] == artifact(tmp_path / "whole")["texts"]
 
 
-def start(*overrides):
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, overrides)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def terminate_when(process, ready, timeout=180):
-    """SIGTERM as soon as ready() holds; the process's (exit code, stdout, stderr)."""
-    deadline = time.time() + timeout
-    while not ready() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be terminated"
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
-    return process.returncode, stdout, stderr
-
-
 def assert_one_terminated_line(code, stdout, stderr, line):
     assert code == 143, stdout + stderr
     assert "Traceback" not in stdout + stderr, stderr
@@ -137,8 +121,8 @@ LONG_RUN = ["sampler=temperature", "num_samples=400", "batch_size=1", "max_lengt
 def test_sigterm_stops_at_a_batch_boundary_keeping_the_finished_shards_for_the_rerun(tiny_model_dir, tmp_path,
                                                                                      monkeypatch, caplog):
     overrides = [f"model.name={tiny_model_dir}", *LONG_RUN]
-    process = start(*overrides, f"hydra.run.dir={tmp_path}")
-    result = terminate_when(process, lambda: list(tmp_path.glob(".shards/*.pt")))
+    process = start_run(*overrides, f"hydra.run.dir={tmp_path}")
+    result = signal_when(process, signal.SIGTERM, lambda: list(tmp_path.glob(".shards/*.pt")))
     assert_one_terminated_line(*result, f"nothing half-written is left; {RESUME}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ".shards", "run.log"]
     shards = list((tmp_path / ".shards").iterdir())
@@ -154,9 +138,9 @@ def test_sigterm_stops_at_a_batch_boundary_keeping_the_finished_shards_for_the_r
 
 @pytest.mark.slow
 def test_sigterm_in_a_multirun_writes_the_summary_of_the_jobs_that_finished(tiny_model_dir, tmp_path):
-    process = start("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
-                    "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
-    code, stdout, stderr = terminate_when(process, lambda: list(tmp_path.glob("1/.shards/*.pt")))
+    process = start_run("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
+                        "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
+    code, stdout, stderr = signal_when(process, signal.SIGTERM, lambda: list(tmp_path.glob("1/.shards/*.pt")))
     assert_one_terminated_line(code, stdout, stderr, f"job 0 finished, job 1 did not; {RESUME}")
     assert f"Summary of 2 samples from job 0 written to {tmp_path}" in stdout
     assert sorted(p.name for p in (tmp_path / "1").iterdir()) == [".hydra", ".shards", "run.log"]
@@ -259,8 +243,8 @@ def submitit_job(launcher: int) -> int:
 def test_a_local_submitit_job_sent_usr2_requeues_and_resumes_from_its_shards(tiny_model_dir, tmp_path):
     """What SLURM does before a pre-emption or the time limit (hydra.launcher.signal_delay_s), here to a
     submitit_local job: submitit requeues it, and the requeued job draws only what its shards lack."""
-    process = start("-m", "hydra/launcher=submitit_local", f"model.name={tiny_model_dir}", "sampler=temperature",
-                    "num_samples=60", "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
+    process = start_run("-m", "hydra/launcher=submitit_local", f"model.name={tiny_model_dir}", "sampler=temperature",
+                        "num_samples=60", "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
     deadline = time.time() + 180
     while not list(tmp_path.glob("0/.shards/*.pt")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)

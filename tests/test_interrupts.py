@@ -2,33 +2,15 @@
 in a multirun the summary of the jobs that finished. Real processes sent a real SIGINT, and the
 Lightning path in-process."""
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 import gpt2_sweep.runner.module
-from conftest import REPO, artifact, compose_config
+from conftest import artifact, compose_config, signal_when, start_run
 from gpt2_sweep.runner.sweep import run_sweep
 
 RESUME = "run the same command again to resume"
-
-
-def start(*overrides):
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, overrides)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def interrupt_when(process, ready, timeout=180):
-    """SIGINT as soon as ready() holds; the process's (exit code, stdout, stderr)."""
-    deadline = time.time() + timeout
-    while not ready() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    return process.returncode, stdout, stderr
 
 
 def assert_one_interrupted_line(code, stdout, stderr, line):
@@ -43,17 +25,17 @@ LONG_RUN = ["sampler=temperature", "num_samples=400", "batch_size=1", "max_lengt
 @pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_dir(tiny_model_dir, tmp_path):
     run_dir = tmp_path / "run"
-    process = start(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={run_dir}")
+    process = start_run(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={run_dir}")
     # Hydra has made the run dir: the run now imports torch, transformers and Lightning (seconds).
-    result = interrupt_when(process, lambda: (run_dir / ".hydra" / "config.yaml").exists())
+    result = signal_when(process, signal.SIGINT, lambda: (run_dir / ".hydra" / "config.yaml").exists())
     assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
     assert not run_dir.exists()
 
 
 @pytest.mark.slow
 def test_ctrl_c_during_generation_is_one_line_and_keeps_only_the_finished_batches(tiny_model_dir, tmp_path):
-    process = start(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={tmp_path}")
-    result = interrupt_when(process, lambda: list(tmp_path.glob(".shards/*.pt")) and time.sleep(1) is None)
+    process = start_run(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={tmp_path}")
+    result = signal_when(process, signal.SIGINT, lambda: list(tmp_path.glob(".shards/*.pt")) and time.sleep(1) is None)
     assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", ".shards", "run.log"]
     assert all(p.suffix == ".pt" for p in (tmp_path / ".shards").iterdir())
@@ -61,10 +43,10 @@ def test_ctrl_c_during_generation_is_one_line_and_keeps_only_the_finished_batche
 
 @pytest.mark.slow
 def test_ctrl_c_in_a_multirun_writes_the_summary_of_the_jobs_that_finished(tiny_model_dir, tmp_path):
-    process = start("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
-                    "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
-    code, stdout, stderr = interrupt_when(
-        process, lambda: list(tmp_path.glob("1/.shards/*.pt")) and time.sleep(1) is None)
+    process = start_run("-m", f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2,400",
+                        "batch_size=1", "max_length=64", f"hydra.sweep.dir={tmp_path}")
+    code, stdout, stderr = signal_when(process, signal.SIGINT,
+                                       lambda: list(tmp_path.glob("1/.shards/*.pt")) and time.sleep(1) is None)
     assert_one_interrupted_line(code, stdout, stderr, f"job 0 finished, job 1 did not; {RESUME}")
     assert f"Summary of 2 samples from job 0 written to {tmp_path}" in stdout
     assert len(artifact(tmp_path / "0")["texts"]) == 2
