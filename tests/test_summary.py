@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -170,3 +171,16 @@ def test_a_multirun_whose_summary_fails_says_so_and_exits_non_zero(tiny_model_di
     assert "error: the sweep summary failed: OSError(28, 'No space left on device')" in result.stderr
     assert "error: job" not in result.stderr  # the jobs themselves succeeded and wrote their artifacts
     assert len(list(tmp_path.glob("*/samples.json"))) == 2
+
+
+def test_prompts_of_the_same_text_are_still_different_prompts_in_a_title():
+    """Two chapters of a book may open with the same sentence: a point over both is pooled over
+    prompts (told apart by their index), not over 'repeated values'."""
+    from gpt2_sweep.analysis.plots import pooled_over
+
+    samples = pd.DataFrame({"temperature": [0.5] * 3, "prompt_index": [0, 1, 2],
+                            "prompt": ["And the LORD spake", "And the LORD spake", "In the beginning"],
+                            "draw": [0] * 3, "seed": [0] * 3, "job": ["."] * 3})
+    assert pooled_over(samples, ["temperature"], "point") == "n=3 per point: prompts"
+    repeated = pd.concat([samples, samples.iloc[:1]])  # one run's sample twice at one value: repeated
+    assert pooled_over(repeated, ["temperature"], "point") == "n=4 per point: prompts and repeated values"

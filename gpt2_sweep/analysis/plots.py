@@ -35,9 +35,12 @@ def pooled_over(samples: pd.DataFrame, keys: list[str], unit: str) -> str:
     counts = groups.size()
     if counts.max() == 1:
         return f"one sample per {unit}"
-    sources = [column for column in ("prompt", "draw", "seed") if column in samples]
-    varying = [name for name, column in (("prompts", "prompt"), ("draws", "draw"), ("seeds", "seed"))
-               if column in samples and (groups[column].nunique(dropna=False) > 1).any()]
+    # A prompt is its index in the set and its text (prompt_clusters): chapters of a book may open alike.
+    sources = [column for column in ("prompt_index", "prompt", "draw", "seed") if column in samples]
+    prompt_columns = [column for column in ("prompt_index", "prompt") if column in samples]
+    varying = [name for name, columns in (("prompts", prompt_columns), ("draws", ["draw"]), ("seeds", ["seed"]))
+               if set(columns) <= set(samples)
+               and (groups[columns].apply(lambda cell: len(cell.drop_duplicates())) > 1).any()]
     runs = groups[[*sources, "job"]].apply(lambda cell: len(cell.drop_duplicates()))
     if (runs > groups[sources].apply(lambda cell: len(cell.drop_duplicates()))).any():
         varying.append("jobs")
