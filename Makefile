@@ -44,9 +44,11 @@ bench: setup
 	$(BIN)/python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
 	$(BIN)/python benchmarks/whole_run.py --samples 4,64 --max-length 50
 
-# On a machine with a CUDA GPU (its own torch): the token check, then the speeds (README, Performance).
+# On a machine with a CUDA GPU (its own torch), in parts of under 4 minutes each (benchmarks/gpu_check.sh):
+# make bench-gpu PARTS="a1 c"; all of them by default (README, Performance).
+PARTS ?=
 bench-gpu:
-	bash benchmarks/gpu_check.sh
+	bash benchmarks/gpu_check.sh $(PARTS)
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis mutants

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check as one command (make bench-gpu): the token check of both loops, the speed table of the
-# runner (batch-invariant too) beside generate() with its dynamic and static cache, and how many samples
-# stay identical across batch sizes with runtime.batch_invariant off and on, all on one card, as JSON in
-# $OUT (the device tool's folder) or benchmarks/gpu-results. Wheels the GPU image lacks are taken from
-# .whl/ when it is there (../shared/device/wheels.sh .whl); the anchors' script from .anchors/ likewise.
+# The GPU check (make bench-gpu [PARTS="a1 a2 b c d"]), in parts that each end within 4 minutes on an
+# H100/H200, start-up included, each writing JSON to $OUT (the device tool's folder) or
+# benchmarks/gpu-results:
+#   a1, a2  run.py end to end with devices=gpu: GPT-2's shape in bf16-true and bf16-mixed, compile on
+#           and off (a1); SmolLM2's shape in bf16-true and 16-mixed, DDP with one rank, a study (a2)
+#   b       the token check of both loops against the rule in float64
+#   c       the speed table at batch 4 / 64 / 512 / 2048, every sampler, generate() dynamic and static
+#           beside it, peak memory, compile time, the attention backend; the anchors' peers after it
+#   d       how many samples stay identical across batch sizes, runtime.batch_invariant off and on
+# Usage: bash benchmarks/gpu_check.sh [PART ...]   (no part: all of them, one after the other)
+# Wheels the GPU image lacks are taken from .whl/ when it is there (../shared/device/wheels.sh .whl),
+# the anchors' script from .anchors/, SmolLM2's tokenizer (for a1, a2) from .gpu-tokenizer/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-benchmarks/gpu-results}
@@ -13,16 +20,35 @@ if [ -d .whl ]; then
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONUNBUFFERED=1
+tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}
+parts=${*:-a1 a2 b c d}
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
-python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64 --new 128 \
-  --json "$out/check-tokens.json" 2>&1 | tee "$out/check-tokens.log" || status=1
-python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16 --repeats 1 \
-  --json "$out/speed.json" 2>&1 | tee "$out/speed.log" || status=1
-python3 benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 1024 --batches 1024,64,16 --new 64 \
-  --json "$out/batch-invariance.json" 2>&1 | tee "$out/batch-invariance.log" || status=1
-if [ -f .anchors/peer_speed.py ]; then
-  python3 .anchors/peer_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16 \
-    2>&1 | tee "$out/anchors.log" || status=1
-fi
+
+part() {  # part NAME COMMAND...: runs it, its output in NAME.log, its time in NAME.seconds
+  local name=$1; shift
+  local start=$SECONDS
+  "$@" 2>&1 | tee "$out/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "$((SECONDS - start))" > "$out/$name.seconds"
+  echo "part $name: rc=$rc in $((SECONDS - start)) s"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+for p in $parts; do
+  case $p in
+    a1) part a1 python3 benchmarks/gpu_runs.py --tokenizer-dir "$tokenizer" --group gpt2 --json "$out/runs-gpt2.json" ;;
+    a2) part a2 python3 benchmarks/gpu_runs.py --tokenizer-dir "$tokenizer" --group llama --json "$out/runs-llama.json" ;;
+    b) part b python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64 --new 128 \
+         --json "$out/check-tokens.json" ;;
+    c) part c python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16 \
+         --repeats 1 --json "$out/speed.json"
+       if [ -f .anchors/peer_speed.py ]; then
+         part c-anchors python3 .anchors/peer_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16
+       fi ;;
+    d) part d python3 benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 1024 --batches 1024,64,16 \
+         --new 64 --json "$out/batch-invariance.json" ;;
+    *) echo "unknown part $p (allowed: a1 a2 b c d)" >&2; exit 2 ;;
+  esac
+done
 exit $status

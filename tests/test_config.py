@@ -1,4 +1,5 @@
 """The config tree, composed with Hydra's compose API as run.py composes it."""
+import os
 import re
 
 import pytest
@@ -135,3 +136,24 @@ def test_a_setting_the_run_ignores_is_warned_about_by_name(overrides, warned):
                                        ["sampler=top_k", "sampler.top_k_range=[5,40]"], ["+experiment=batch_study"]])
 def test_settings_in_use_are_not_warned_about(overrides):
     assert ignored_settings(read_options(config(*overrides))) == []
+
+
+def test_a_converted_gguf_is_found_again_after_a_reinstall(tmp_path, monkeypatch):
+    """A fresh install rewrites the GGUF file with a new mtime; its conversion (514 MB) is reused, and
+    another file's content is converted anew."""
+    from gpt2_sweep.runner.loading import converted_gguf_dir, file_fingerprint
+
+    monkeypatch.setenv("GPT2_SWEEP_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "package" / "model.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 10)
+    model_cfg = OmegaConf.create({"name": str(gguf.parent), "gguf_file": gguf.name})
+    converted = tmp_path / "cache" / "gguf" / ("model-" + file_fingerprint(gguf).replace(":", "-"))
+    converted.mkdir(parents=True)
+    (converted / "config.json").write_text("{}")
+    assert converted_gguf_dir(model_cfg) == converted
+    os.utime(gguf, ns=(0, 0))  # a reinstall: the same bytes, another mtime
+    assert converted_gguf_dir(model_cfg) == converted
+    gguf.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 10)  # another model: not this conversion
+    with pytest.raises(UsageError, match="could not convert|GGUF|gguf"):
+        converted_gguf_dir(model_cfg)

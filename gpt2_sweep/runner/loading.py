@@ -189,10 +189,10 @@ def gguf_path(model_cfg) -> Path:
 
 
 def converted_gguf_dir(model_cfg) -> Path:
-    """A save_pretrained copy of the GGUF model, converted once and then reused."""
+    """A save_pretrained copy of the GGUF model, converted once and then reused: known by the file's
+    content (file_fingerprint), so that a fresh install of the same package finds it."""
     path = gguf_path(model_cfg)
-    stat = path.stat()
-    target = cache_root() / "gguf" / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+    target = cache_root() / "gguf" / f"{path.stem}-{file_fingerprint(path).replace(':', '-')}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +209,7 @@ def converted_gguf_dir(model_cfg) -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: not a GGUF file transformers can read
         if not (target / "config.json").is_file():  # another run may have finished first
             raise UsageError(f"could not convert {path} into {target}: {error}") from error
     finally:
