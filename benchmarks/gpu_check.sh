@@ -20,7 +20,7 @@ if [ -d .whl ]; then
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONUNBUFFERED=1
-tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}
+tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}  # missing: gpu_runs.py takes the bundled SmolLM2's
 parts=${*:-a1 a2 b c d}
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"

@@ -1,11 +1,12 @@
 """Part (a) of the GPU check: `python run.py` end to end, as users run it, under the precisions GPU
 users pick, with runtime.compile on and off, DDP with one rank, and a study of mixed-length prompts.
 
-    python benchmarks/gpu_runs.py --tokenizer-dir DIR --group gpt2|llama [--json FILE]
-    python benchmarks/gpu_runs.py --tokenizer-dir DIR --group gpt2 --quick     # the CPU smoke run
+    python benchmarks/gpu_runs.py --group gpt2|llama [--tokenizer-dir DIR] [--json FILE]
+    python benchmarks/gpu_runs.py --group gpt2 --quick     # the CPU smoke run
 
 Each group builds one model with random weights (seed 0, save_pretrained into a temporary dir, with
-the tokenizer of --tokenizer-dir: SmolLM2's tokenizer.json fits in a device call, its weights do not):
+the tokenizer of --tokenizer-dir, by default the bundled SmolLM2's; its tokenizer.json alone fits in a
+device call, its weights do not):
 - gpt2: GPT-2 124M's shape (vocab cut to the tokenizer's); bf16-true and bf16-mixed, compile true and
   false;
 - llama: SmolLM2-135M's shape (grouped-query attention, RMSNorm, rotary); bf16-true compile true and
@@ -62,6 +63,15 @@ def model_dir(group: str, tokenizer_dir: Path, root: Path, quick: bool) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def smollm2_dir() -> Path:
+    """The bundled SmolLM2, converted once by the runner (its tokenizer is all this script reads)."""
+    sys.path.insert(0, str(REPO))
+    from omegaconf import OmegaConf
+
+    from gpt2_sweep.runner.loading import converted_gguf_dir
+    return converted_gguf_dir(OmegaConf.load(REPO / "conf" / "model" / "smollm2.yaml"))
 
 
 def planned_runs(group: str, quick: bool) -> list[tuple[str, list[str]]]:
@@ -138,11 +148,14 @@ def compared(results: list[dict], dirs: dict[str, Path]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer-dir", required=True, type=Path)
+    parser.add_argument("--tokenizer-dir", type=Path,
+                        help="a dir with tokenizer.json (default: the bundled SmolLM2's, converted)")
     parser.add_argument("--group", choices=["gpt2", "llama"], required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.tokenizer_dir is None or not args.tokenizer_dir.is_dir():
+        args.tokenizer_dir = smollm2_dir()
     root = Path(tempfile.mkdtemp(prefix="gpu-runs-"))
     try:
         model = model_dir(args.group, args.tokenizer_dir, root, args.quick)
