@@ -196,6 +196,10 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
     clear(output_dir / SHARD_DIR)
+    if not multirun:  # a multirun's page is its sweep dir's, written with its summary
+        from ..analysis.report import write_run_report  # noqa: PLC0415 - pandas, once the samples are written
+
+        write_run_report(output_dir)
     print_samples(head, printed, artifact_path, total=len(study))
     written = f"{output_dir / SAMPLES_TABLE_NAME} (metadata: {artifact_path})" if options.study else artifact_path
     print(f"Samples written to {written}"
