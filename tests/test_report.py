@@ -1,6 +1,9 @@
 """report.html: written beside every summary and by every single run, self-contained, and working in
 headless Chromium (the tests marked browser: Debian's chromium driven by Playwright)."""
+import base64
+import json
 import math
+import os
 import re
 import shutil
 import time
@@ -11,9 +14,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO
-from gpt2_sweep.analysis.report import REPORT_NAME, report_data, write_report
+from gpt2_sweep.analysis.report import REPORT_NAME, UNIFORM_SCALE, report_data, write_report
 from gpt2_sweep.analysis.summary import summarize
 from gpt2_sweep.artifact import write_json_atomic, write_table_atomic
+from gpt2_sweep.decoding.sampling import sample_uniforms
 from gpt2_sweep.analysis.load import load_samples
 from gpt2_sweep.runner.sweep import run_sweep
 
@@ -86,24 +90,54 @@ def test_every_sample_departs_where_its_tokens_leave_its_groups_greedy_sample(ha
     assert [group["prompt"] for group in data["groups"]] == ["The fox", "A sweep"]
 
 
-def test_the_summary_and_a_single_run_write_a_page_that_needs_no_network(hand_made, tiny_model_dir, tmp_path):
+def page_data(path: Path) -> dict:
+    """The data a written report.html embeds."""
+    found = re.search(r'<script id="data" type="application/json">(.*?)</script>', path.read_text(encoding="utf-8"), re.S)
+    return json.loads(found.group(1))
+
+
+def test_the_summary_writes_a_page_that_needs_no_network(hand_made):
     page = (hand_made / REPORT_NAME).read_text(encoding="utf-8")
     assert not re.findall(r"""(?:src|href)\s*=\s*["'](?!data:|#)""", page)  # nothing fetched: all inline
     assert "<script src" not in page and "@import" not in page and "The fox" in page
 
-    overrides = [f"model.name={tiny_model_dir}", "max_length=8", "prompt=The fox", "print_samples=0",
-                 "sampler=temperature", "num_samples=3"]
+
+def test_a_single_study_run_writes_its_page_with_the_uniforms_each_token_read(tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The fox\nA sweep of words\n", encoding="utf-8")
+    overrides = [f"model.name={tiny_model_dir}", f"prompts={prompts}", "max_new_tokens=4", "draws=2", "seed=3",
+                 "print_samples=0", "sampler=temperature", "num_samples=2"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    run_sweep(cfg, tmp_path, overrides)
-    assert "temperature" in (tmp_path / REPORT_NAME).read_text(encoding="utf-8")
+    run_sweep(cfg, tmp_path / "run", overrides)
+    data = page_data(tmp_path / "run" / REPORT_NAME)
+    samples = load_samples(tmp_path / "run")
+    assert [(group["prompt_index"], group["draw"]) for group in data["groups"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for group in data["groups"]:
+        first = samples[(samples.prompt_index == group["prompt_index"]) & (samples.draw == group["draw"])].iloc[0]
+        vector = sample_uniforms(3, group["prompt_index"], group["draw"], first.prompt_tokens + 4 - 1)
+        read = np.frombuffer(base64.b64decode(group["u"]), dtype="<u2") / UNIFORM_SCALE
+        assert read == pytest.approx(vector[first.prompt_tokens - 1:].numpy(), abs=0.5 / UNIFORM_SCALE)
+    for sample in samples.itertuples():  # each step's kept-set size: their mean is the sample's metric
+        assert np.mean(sample.token_kept) == pytest.approx(sample.mean_nucleus_size)
+    assert data["kept"] is not None and len(data["vocabulary"]) > 0
+
+
+def without_browser(why: str) -> None:
+    """Skipped on a machine without Chromium; a failure in CI (.ci/run), which installs it."""
+    if os.environ.get("GPT2_SWEEP_BROWSER_TESTS") == "required":
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api as playwright
+    except ImportError:
+        without_browser("no playwright: pip install -r requirements.txt")
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+        without_browser(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
     with playwright.sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched

@@ -10,7 +10,7 @@ from ..artifact import ARTIFACT_NAME, listed
 from .load import TOKEN_COLUMNS, load_samples
 from .plots import plot_heatmap, plot_lines
 from .pooled import MEASURED_ARTIFACT_BYTES, artifacts_measurable, pooled_csv, pooled_markdown, pooled_tables
-from .report import REPORT_NAME, write_report
+from .report import REPORT_NAME, Uniforms, write_report
 from .tables import METRICS, per_setting, sample_table, with_metrics, write_csv, write_markdown
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def counted(count: int, name: str) -> str:
     return f"{count} {name}" + ("" if count == 1 else "s")
 
 
-def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
+def summarize(directory: Path, jobs: list[Path] | None = None, uniforms: Uniforms | None = None) -> list[Path]:
     """Write summary.csv, summary.md (the means per setting, then the pooled tables), summary_pooled.csv,
     plot_<metric>.png (where some run swept an axis outside a grid), heatmap_<metric>.png (where
     some run is a grid) and report.html (all of them, and the samples token by token) into
@@ -40,6 +40,7 @@ def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
     left out and said so.
 
     jobs: the job dirs to cover (a multirun's own); by default every artifact under directory.
+    uniforms: how the report recomputes a study's vectors of uniforms (report.Uniforms).
     """
     directory = Path(directory)
     measured = artifacts_measurable(directory)
@@ -77,7 +78,7 @@ def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
     written += drawn["plot"] + drawn["heatmap"]
     note = "" if measured else (f"The tokens are left out: the artifacts exceed the {MEASURED_ARTIFACT_BYTES // 2 ** 20} "
                                 "MiB whose per-token lists the summary loads.")
-    written.append(write_report(directory, samples, pooled_markdown(pooled), written[3:], note))
+    written.append(write_report(directory, samples, pooled_markdown(pooled), written[3:], note, uniforms))
     shown = ["summary.csv", "summary.md", *(counted(len(paths), kind) for kind, paths in drawn.items() if paths),
              REPORT_NAME]
     pooled_shown = f"; {counted(len(pooled), 'table')} pooled over prompts in summary.md and summary_pooled.csv"
