@@ -99,9 +99,10 @@ def group_entries(frame: pd.DataFrame, generated: list[list[int]], uniforms: Uni
     (-1: never, or the reference itself); each group's prompt, reference sample and packed u."""
     group_of = frame[list(GROUP_KEYS)].astype(str).groupby(list(GROUP_KEYS), sort=False).ngroup().to_numpy()
     groups, departs = [], np.full(len(frame), -1, dtype=np.int64)
+    settings = [{"temperature": python_value(temperature), "nucleus": python_value(nucleus)}
+                for temperature, nucleus in zip(frame["temperature"], frame["nucleus"])]
     for group, rows in enumerate(pd.Series(range(len(frame))).groupby(group_of).apply(list)):
-        texts = [{"temperature": python_value(frame.at[row, "temperature"]), "nucleus": python_value(frame.at[row, "nucleus"])}
-                 for row in rows]
+        texts = [settings[row] for row in rows]
         reference = rows[reference_index(texts)]
         for row in rows:
             position = first_difference(generated[row], generated[reference])
