@@ -16,7 +16,7 @@ ARTIFACT_NAME = "samples.json"
 SAMPLES_TABLE_NAME = "samples.parquet"
 # The keys of a text entry that describe what was drawn; every other key is one of its settings.
 SAMPLE_FIELDS = ("prompt_index", "draw", "text", "continuation", "tokens", "prompt_tokens", "token_logprobs",
-                 "token_strings", "metrics")
+                 "token_strings", "token_kept", "metrics")
 # Config keys that leave the samples as they are: a run resumed with other values is the same run.
 SAMPLE_NEUTRAL_KEYS = ("overwrite", "print_samples")
 PACKAGES = ("torch", "transformers", "lightning", "hydra-core", "omegaconf", "tokenizers")

@@ -103,5 +103,5 @@ def test_each_sample_says_which_axes_its_run_swept_and_on_which_schedule(sweep_d
 
 def test_without_tokens_the_table_leaves_out_only_the_per_token_lists(sweep_dir):
     full, light = gpt2_sweep.load(sweep_dir), load_samples(sweep_dir, tokens=False)
-    assert set(full.columns) - set(light.columns) == {"tokens", "token_strings", "token_logprobs"}
-    assert full.drop(columns=["tokens", "token_strings", "token_logprobs"]).equals(light)
+    assert set(full.columns) - set(light.columns) == {"tokens", "token_strings", "token_logprobs", "token_kept"}
+    assert full.drop(columns=["tokens", "token_strings", "token_logprobs", "token_kept"]).equals(light)

@@ -108,4 +108,4 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(tiny_model_dir, tmp
         path.parent.mkdir(exist_ok=True)
         path.write_text("{half", encoding="utf-8")
     run_sweep(compose_config(f"model.name={tiny_model_dir}", "num_samples=1", "max_length=4"), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "samples.json"]

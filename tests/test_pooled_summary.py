@@ -187,8 +187,8 @@ def test_the_line_plots_of_a_study_show_the_mean_and_its_interval(study_dir):
 
 def test_load_keeps_only_the_per_token_lists_asked_for(study_dir):
     full, measured = gpt2_sweep.load(study_dir), load_samples(study_dir, tokens=("tokens", "token_logprobs"))
-    assert set(full.columns) - set(measured.columns) == {"token_strings"}
-    assert full.drop(columns="token_strings").equals(measured)
+    assert set(full.columns) - set(measured.columns) == {"token_strings", "token_kept"}
+    assert full.drop(columns=["token_strings", "token_kept"]).equals(measured)
 
 
 @pytest.mark.slow

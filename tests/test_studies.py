@@ -25,7 +25,7 @@ ONE_PROMPT_METADATA = ["model_name", "model_source", "num_samples", "max_length"
                        "batch_size_after_out_of_memory", "stop_at_eos", "device", "device_name", "devices", "dtype",
                        "compute_dtype", "precision", "engine", "batch_invariant", "versions", "created", "config", "overrides"]
 ONE_PROMPT_ENTRY = ["nucleus", "temperature", "text", "continuation", "tokens", "prompt_tokens", "metrics",
-                    "token_logprobs", "token_strings"]
+                    "token_logprobs", "token_strings", "token_kept"]
 
 
 def test_prompt_0_draw_0_reads_the_runs_one_vector_and_every_other_pair_its_own_seed():

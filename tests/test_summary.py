@@ -131,7 +131,7 @@ def test_every_swept_axis_gets_its_line_plots_and_no_figure_is_empty(tiny_model_
                                         "2": ["sampler=both", "sampler.schedule=grid", "num_samples=2"]})
     capsys.readouterr()
     summarize(tmp_path)
-    assert "(summary.csv, summary.md, 8 plots, 8 heatmaps)" in capsys.readouterr().out
+    assert "(summary.csv, summary.md, 8 plots, 8 heatmaps, report.html)" in capsys.readouterr().out
     panels = line_points(gpt2_sweep.load(tmp_path), "perplexity")
     assert list(panels) == ["top_k", "min_p"]  # temperature and nucleus only in a grid: its heatmap
     assert list(panels["top_k"].top_k) == [1, 51, 100]  # 50.5 rounded half up and list(panels["min_p"].min_p) == [0.0, 0.15, 0.3]
@@ -142,8 +142,8 @@ def test_every_swept_axis_gets_its_line_plots_and_no_figure_is_empty(tiny_model_
     (grid_only / "plot_perplexity.png").write_bytes(PNG_MAGIC)  # an earlier summary's
     capsys.readouterr()
     written = summarize(grid_only)
-    assert "(summary.csv, summary.md, 8 heatmaps)" in capsys.readouterr().out
-    assert not list(grid_only.glob("plot_*.png")) and len(written) == 3 + 8
+    assert "(summary.csv, summary.md, 8 heatmaps, report.html)" in capsys.readouterr().out
+    assert not list(grid_only.glob("plot_*.png")) and len(written) == 3 + 8 + 1
 
 
 def test_a_grid_of_three_axes_gets_one_heatmap_panel_per_value_of_the_third(tiny_model_dir, tmp_path):

@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 RUN_COLUMNS = ("job", "artifact", "overrides", "model", "model_source", "prompt_index", "prompt", "reference",
                "reference_tokens", "reference_token_logprobs", "draw", "seed", "swept", "schedule", "sample")
 AXES = ("temperature", "nucleus", "top_k", "min_p")  # the settings a schedule can sweep
-SAMPLE_COLUMNS = ("text", "continuation", "tokens", "prompt_tokens", "token_strings", "token_logprobs")
+SAMPLE_COLUMNS = ("text", "continuation", "tokens", "prompt_tokens", "token_strings", "token_logprobs", "token_kept")
 # The samples' per-token lists: most of a table's memory (a reference's are stored once per prompt).
-TOKEN_COLUMNS = ("tokens", "token_strings", "token_logprobs")
+TOKEN_COLUMNS = ("tokens", "token_strings", "token_logprobs", "token_kept")
 # A study's rows (samples.parquet): these columns are neither settings nor metrics.
 STUDY_FIELDS = ("prompt_index", "draw", *SAMPLE_COLUMNS, "metrics")
 

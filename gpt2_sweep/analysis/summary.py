@@ -1,15 +1,16 @@
 """Summaries of a run or sweep dir, read with load(): summary.csv, summary.md, the pooled tables
-(summary_pooled.csv), the line plots and the heatmaps, and the console line that says what was
-written (python -m gpt2_sweep.summarize DIR)."""
+(summary_pooled.csv), the line plots, the heatmaps and report.html, and the console line that says
+what was written (python -m gpt2_sweep.summarize DIR)."""
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from ..artifact import ARTIFACT_NAME, listed
-from .load import load_samples
+from .load import TOKEN_COLUMNS, load_samples
 from .plots import plot_heatmap, plot_lines
-from .pooled import MEASURE_COLUMNS, artifacts_measurable, pooled_csv, pooled_markdown, pooled_tables
+from .pooled import MEASURED_ARTIFACT_BYTES, artifacts_measurable, pooled_csv, pooled_markdown, pooled_tables
+from .report import REPORT_NAME, Uniforms, write_report
 from .tables import METRICS, per_setting, sample_table, with_metrics, write_csv, write_markdown
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,22 @@ def counted(count: int, name: str) -> str:
     return f"{count} {name}" + ("" if count == 1 else "s")
 
 
-def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
+def summarize(directory: Path, jobs: list[Path] | None = None, uniforms: Uniforms | None = None) -> list[Path]:
     """Write summary.csv, summary.md (the means per setting, then the pooled tables), summary_pooled.csv,
-    plot_<metric>.png (where some run swept an axis outside a grid) and heatmap_<metric>.png (where
-    some run is a grid) into directory; return their paths.
+    plot_<metric>.png (where some run swept an axis outside a grid), heatmap_<metric>.png (where
+    some run is a grid) and report.html (all of them, and the samples token by token) into
+    directory; return their paths.
 
-    The pooled tables' measures across samples read the samples' token ids and log p: loaded where
-    the dir's artifacts are small enough (pooled.artifacts_measurable), else left out and said so.
+    The pooled tables' measures across samples and the report's tokens read the samples' per-token
+    lists: loaded where the dir's artifacts are small enough (pooled.artifacts_measurable), else
+    left out and said so.
 
     jobs: the job dirs to cover (a multirun's own); by default every artifact under directory.
+    uniforms: how the report recomputes a study's vectors of uniforms (report.Uniforms).
     """
     directory = Path(directory)
     measured = artifacts_measurable(directory)
-    samples = samples_under(directory, MEASURE_COLUMNS if measured else ())
+    samples = samples_under(directory, TOKEN_COLUMNS if measured else ())
     unreadable = [Path(path).parent.relative_to(directory).as_posix() for path in samples.attrs.get("unreadable", [])]
     left_out = []
     if jobs is not None:
@@ -72,7 +76,11 @@ def summarize(directory: Path, jobs: list[Path] | None = None) -> list[Path]:
             else:
                 path.unlink(missing_ok=True)  # an earlier summary's figure would tell of other samples
     written += drawn["plot"] + drawn["heatmap"]
-    shown = ["summary.csv", "summary.md", *(counted(len(paths), kind) for kind, paths in drawn.items() if paths)]
+    note = "" if measured else (f"The tokens are left out: the artifacts exceed the {MEASURED_ARTIFACT_BYTES // 2 ** 20} "
+                                "MiB whose per-token lists the summary loads.")
+    written.append(write_report(directory, samples, pooled_markdown(pooled), written[3:], note, uniforms))
+    shown = ["summary.csv", "summary.md", *(counted(len(paths), kind) for kind, paths in drawn.items() if paths),
+             REPORT_NAME]
     pooled_shown = f"; {counted(len(pooled), 'table')} pooled over prompts in summary.md and summary_pooled.csv"
     sources = sorted(set(samples["job"]))
     print(f"Summary of {len(samples)} samples{'' if sources == ['.'] else ' from ' + listed(sources)} written to "

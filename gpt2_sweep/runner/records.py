@@ -33,6 +33,7 @@ def sample_record(setting, generated, tokenizer, prompt_ids: list[int], stop_tok
                                   generated.support_sizes[0, :steps].tolist()),
         "token_logprobs": shortest_floats(logprobs),
         "token_strings": token_strings(tokenizer, tokens[prompt_length:]),
+        "token_kept": generated.support_sizes[0, :steps].tolist(),
     }
 
 

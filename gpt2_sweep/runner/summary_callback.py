@@ -22,7 +22,10 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         forget(getattr(self, "when_interrupted", None))
         try:
-            summarize(Path(config.hydra.sweep.dir), self.jobs.finished() if hasattr(self, "jobs") else None)
+            from ..decoding.sampling import sample_uniforms  # noqa: PLC0415 - torch: not before the checks
+
+            summarize(Path(config.hydra.sweep.dir), self.jobs.finished() if hasattr(self, "jobs") else None,
+                      sample_uniforms)
         except Exception as error:  # noqa: BLE001 - a failed summary must not hide the jobs' results
             print(f"error: the sweep summary failed: {error!r}; rerun python -m gpt2_sweep.summarize "
                   f"{config.hydra.sweep.dir}", file=sys.stderr)

@@ -16,6 +16,7 @@ from ..analysis.divergence import divergence_from_reference
 from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, check_writable, holds_artifact_of,
                         library_versions, write_json_atomic, write_table_atomic)
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
+from ..decoding.sampling import sample_uniforms
 from ..errors import UsageError
 from .devices import load_dtype, run_dtype, trainer_arguments
 from .interrupts import Terminated, raise_terminated
@@ -196,6 +197,10 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     if options.output_json is not None:
         write_json_atomic(options.output_json, artifact)
     clear(output_dir / SHARD_DIR)
+    if not multirun:  # a multirun's page is its sweep dir's, written with its summary
+        from ..analysis.report import write_run_report  # noqa: PLC0415 - pandas, once the samples are written
+
+        write_run_report(output_dir, sample_uniforms)
     print_samples(head, printed, artifact_path, total=len(study))
     written = f"{output_dir / SAMPLES_TABLE_NAME} (metadata: {artifact_path})" if options.study else artifact_path
     print(f"Samples written to {written}"
