@@ -3,9 +3,11 @@ installed: checked before the model loads, without importing them."""
 import importlib.util
 from dataclasses import dataclass
 
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from ..errors import UsageError
+from .cli import usage_errors_as_one_line
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,16 @@ def check_logger(cfg) -> None:
     if missing:
         raise UsageError(f"logger={tracker.choice} needs {' and '.join(missing)}: pip install -e '.[{tracker.extra}]' "
                          "in the checkout (the tested versions, pinned in pyproject.toml)")
+
+
+class SweepTracker(Callback):
+    """Before a multirun's first job, what its jobs would otherwise race to create: the tracker's store
+    and the experiment that groups them."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        if logger_config(config) is None:
+            return
+        from .tracking import prepare_sweep  # MLflow and pandas take seconds to import
+
+        with usage_errors_as_one_line():
+            prepare_sweep(config)

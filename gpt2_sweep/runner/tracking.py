@@ -41,10 +41,8 @@ def group_dir(run_dir: Path, multirun: bool) -> Path:
     return run_dir.resolve().parent
 
 
-def runtime_arguments(tracker: Tracker, config: dict, run_dir: Path, group: Path) -> dict:
+def runtime_arguments(tracker: Tracker, config: dict, group: Path, run_name: str, run_dir: Path | None) -> dict:
     """The logger's arguments that conf/logger/ leaves null, set for this run."""
-    run_name = run_dir.resolve().relative_to(group).as_posix() if run_dir.resolve().is_relative_to(group) \
-        else run_dir.name
     if tracker.choice in ("csv", "tensorboard"):
         return {"save_dir": str(run_dir)}
     if tracker.choice == "mlflow":
@@ -58,17 +56,27 @@ def runtime_arguments(tracker: Tracker, config: dict, run_dir: Path, group: Path
     return {}
 
 
+def logger_arguments(config: dict, group: Path, run_name: str, run_dir: Path | None = None) -> dict:
+    """The logger config with its null arguments set for a run of the group."""
+    tracker = tracker_of(config)
+    if tracker is None:
+        return config
+    defaults = runtime_arguments(tracker, config, group, run_name, run_dir)
+    return {**config, **{key: value for key, value in defaults.items() if config.get(key) is None}}
+
+
 def open_logger(config: dict, run_dir: Path, multirun: bool) -> tuple[object, dict]:
     """The configured Lightning logger and its arguments, the null ones set for this run."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     tracker = tracker_of(config)
-    if tracker is not None:
-        defaults = runtime_arguments(tracker, config, run_dir, group_dir(run_dir, multirun))
-        config = {**config, **{key: value for key, value in defaults.items() if config.get(key) is None}}
-        if tracker.choice == "wandb":
-            os.environ.setdefault("WANDB_SILENT", "true")  # its banner would bury the run's own lines
+    group = group_dir(run_dir, multirun)
+    run_name = run_dir.resolve().relative_to(group).as_posix() if run_dir.resolve().is_relative_to(group) \
+        else run_dir.name
+    config = logger_arguments(config, group, run_name, run_dir)
+    if tracker is not None and tracker.choice == "wandb":
+        os.environ.setdefault("WANDB_SILENT", "true")  # its banner would bury the run's own lines
     if tracker is not None and tracker.choice == "mlflow":
         create_experiment(config)
     try:
@@ -79,6 +87,18 @@ def open_logger(config: dict, run_dir: Path, multirun: bool) -> tuple[object, di
     if tracker is not None and tracker.choice == "wandb":
         logger._wandb_init.pop("anonymous", None)  # Lightning passes None, which wandb 0.31 warns of
     return logger, config
+
+
+def prepare_sweep(config) -> None:
+    """Before a multirun's first job: its MLflow experiment (and the default SQLite store) created
+    once, since jobs run in parallel would each try to create them at the same time."""
+    logger = logger_config(config)
+    tracker = tracker_of(logger) if logger else None
+    if tracker is None or tracker.choice != "mlflow":
+        return
+    group = Path(config.hydra.sweep.dir).resolve()
+    group.mkdir(parents=True, exist_ok=True)
+    create_experiment(logger_arguments(logger, group, run_name=""))
 
 
 def create_experiment(arguments: dict) -> None:
