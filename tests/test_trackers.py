@@ -184,3 +184,18 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_the_model_loads(choi
     assert multirun.returncode == 2
     assert multirun.stderr.count(f"error: logger={choice} needs {module}") == 1  # once, before the first job
     assert not list(tmp_path.glob("sweep/*/samples.json"))
+
+
+def test_a_tracker_that_fails_is_one_line_and_the_same_command_logs_the_samples_kept(tiny_model_dir, tmp_path):
+    run_dir, blocked = tmp_path / "run", tmp_path / "a-file"
+    blocked.write_text("not a dir")
+    failed = run_app(f"model.name={tiny_model_dir}", *RUN, "logger=csv", f"logger.save_dir={blocked / 'logs'}",
+                     f"hydra.run.dir={run_dir}")
+    assert failed.returncode == 1
+    [line] = failed.stderr.splitlines()
+    assert line.startswith("error: logger=csv failed: ") and "a-file" in line
+    assert line.endswith(f"(the samples are in {run_dir}; the same command again logs them)")
+    assert (run_dir / "samples.json").exists()
+    again = run_app(f"model.name={tiny_model_dir}", *RUN, "logger=csv", f"hydra.run.dir={run_dir}")
+    assert again.returncode == 0, again.stderr
+    assert "Skipped" in again.stdout and len(read_csv(run_dir / "csv" / "samples.csv")) == 3

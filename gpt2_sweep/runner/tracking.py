@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from ..analysis.load import AXES, load_samples
 from ..analysis.pooled import MEASURE_COLUMNS, PooledTable, artifacts_measurable, pooled_tables
 from ..analysis.tables import METRICS
-from ..errors import UsageError
+from ..errors import TrackerFailed, UsageError
 from .trackers import Tracker, logger_config, tracker_of
 
 SAMPLE_COLUMNS = ("prompt_index", "draw", "sample", *AXES, *METRICS, "diverges_from", "prompt", "continuation")
@@ -191,13 +191,29 @@ def close(logger, tracker: Tracker | None) -> None:
 
 
 def log_run(cfg, run_dir: Path, multirun: bool) -> None:
-    """Log a run whose artifact is written to the configured tracker (logger=none: nothing)."""
+    """Log a run whose artifact is written to the configured tracker (logger=none: nothing). A tracker
+    that fails is one line (TrackerFailed); the artifact stays."""
     config = logger_config(cfg)
     if config is None:
         return
     tracker = tracker_of(config)
-    logger, arguments = open_logger(config, Path(run_dir), multirun)
-    measured = artifacts_measurable(Path(run_dir))
+    choice = tracker.choice if tracker else config["_target_"]
+    try:
+        where = log_to(config, tracker, cfg, Path(run_dir), multirun)
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever the tracker raises, the samples are safe
+        message = (str(error).strip().splitlines() or [""])[0]
+        raise TrackerFailed(f"logger={choice} failed: {type(error).__name__}: {message} (the samples are in "
+                            f"{run_dir}; the same command again logs them)") from error
+    sync = f" (wandb sync {where} uploads it)" if choice == "wandb" and config.get("offline") else ""
+    print(f"Logged to {choice}: {where}{sync}")
+
+
+def log_to(config: dict, tracker: Tracker | None, cfg, run_dir: Path, multirun: bool) -> str:
+    """log_run's logging; returns where the run went."""
+    logger, arguments = open_logger(config, run_dir, multirun)
+    measured = artifacts_measurable(run_dir)
     samples = load_samples(run_dir, tokens=MEASURE_COLUMNS if measured else ())
     metrics = pooled_metrics(pooled_tables(samples, measured))
     hyperparameters = OmegaConf.to_container(cfg, resolve=True)
@@ -208,7 +224,4 @@ def log_run(cfg, run_dir: Path, multirun: bool) -> None:
         logger.log_metrics(metrics, step=0)
     where = log_samples(logger, tracker, arguments, samples_table(samples))
     close(logger, tracker)
-    sync = f" (wandb sync {where} uploads it)" if tracker is not None and tracker.choice == "wandb" \
-        and config.get("offline") else ""
-    print(f"Logged to {tracker.choice if tracker else config['_target_']}: {where}{sync}")
-
+    return where
