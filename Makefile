@@ -1,6 +1,7 @@
-# make run: set up and run a first sweep on the bundled model. make test: set up and run all the tests
-# (what CI runs); make test-fast: all but those marked slow (pytest.ini). make mutate: mutation testing
-# of the rule, the schedules, the artifact and divergence with their fast tests (not in CI; README, Tests).
+# make run: set up and run a first sweep on the bundled model. make test: set up, add the experiment
+# trackers' extras and run all the tests (what CI runs); make test-fast: all but those marked slow
+# (pytest.ini). make mutate: mutation testing of the rule, the schedules, the artifact and divergence
+# with their fast tests (not in CI; README, Tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -27,11 +28,16 @@ run: setup
 # batch-invariance tests put torch back on every core themselves (conftest.every_core).
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadfile
 
-test: setup
+test: setup $(VENV)/.trackers
 	$(PYTEST) --durations=30 tests
 
-test-fast: setup
+test-fast: setup $(VENV)/.trackers
 	$(PYTEST) -m "not slow" tests
+
+# The trackers' extras (pyproject.toml), which the tests of logger=... read back; the base install has none.
+$(VENV)/.trackers: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[trackers]'
+	touch $@
 
 # The modules and their fast tests are in setup.cfg; mutants/ keeps the results (mutmut browse).
 # One thread per test process, two processes at a time.

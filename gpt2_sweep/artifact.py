@@ -18,7 +18,7 @@ SAMPLES_TABLE_NAME = "samples.parquet"
 SAMPLE_FIELDS = ("prompt_index", "draw", "text", "continuation", "tokens", "prompt_tokens", "token_logprobs",
                  "token_strings", "token_kept", "metrics")
 # Config keys that leave the samples as they are: a run resumed with other values is the same run.
-SAMPLE_NEUTRAL_KEYS = ("overwrite", "print_samples")
+SAMPLE_NEUTRAL_KEYS = ("overwrite", "print_samples", "logger")
 PACKAGES = ("torch", "transformers", "lightning", "hydra-core", "omegaconf", "tokenizers")
 
 

@@ -9,6 +9,7 @@ from .devices import read_devices
 from .keys import CONFIG_DIR, CONFIG_NAME, check_keys
 from .options import read_options
 from .prompts import check_prompt_set
+from .trackers import check_logger
 
 
 def output_json_in_a_multirun(value) -> UsageError:
@@ -18,11 +19,13 @@ def output_json_in_a_multirun(value) -> UsageError:
 
 
 def check_before_loading(cfg, multirun: bool = False) -> None:
-    """Keys, values, device names, the prompt set's file and output_json's path: what run_sweep would refuse only after the
-    imports (it checks them again, for callers that come in without this)."""
+    """Keys, values, device names, the prompt set's file, output_json's path and the tracker's packages:
+    what run_sweep would refuse only after the imports (it checks them again, for callers that come in
+    without this)."""
     check_keys(cfg)
     options = read_options(cfg)
     read_devices(cfg.devices)
+    check_logger(cfg)
     if options.prompt_set is not None:
         check_prompt_set(options.prompt_set, options.seed)
     if options.output_json is not None:
@@ -67,6 +70,7 @@ class MultirunChecks(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         with usage_errors_as_one_line():  # Hydra would turn an exception raised here into a warning
             check_keys(config)
+            check_logger(config)
             # Unresolved: a path like out_${hydra:job.num}.json resolves only inside a job.
             output_json = OmegaConf.to_container(config, resolve=False).get("output_json")
             output_json = output_json or swept_output_json(config)

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from ..artifact import ARTIFACT_NAME, listed, read_artifact, read_json, write_json_atomic
-from ..errors import DiskFull, UsageError
+from ..errors import UsageError
 from .cli import usage_errors_as_one_line
 from .interrupts import forget, when_interrupted
 from .lock import run_dir_lock
@@ -33,7 +33,7 @@ def failure_recorded(job_dir: Path, overrides: list[str]):
         write_json_atomic(error_path, {
             "message": str(error),
             "type": type(error).__name__,
-            "bad_input": isinstance(error, UsageError) and not isinstance(error, DiskFull),
+            "bad_input": isinstance(error, UsageError) and error.exit_code == UsageError.exit_code,
             "overrides": list(overrides),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "traceback": None if isinstance(error, UsageError) else traceback.format_exc(),

@@ -32,6 +32,8 @@ from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
 from .shards import SHARD_DIR, Shards, check_identity, clear, remove_temporary_files, run_identity
 from .study import Study
+from .tracking import log_run
+from .trackers import check_logger
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 1024  # a study's samples.parquet is written this many rows (whole groups) at a time
@@ -100,19 +102,22 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
 
     A run dir that already holds the artifact of the same config is left as it is; one that another
     run holds is refused (runner/lock.py). A job of a multirun prints one line: no samples, unless
-    print_samples is among its overrides.
+    print_samples is among its overrides. The run is then logged to the tracker of logger=..., if any.
     """
     quiet_libraries()
     output_dir = Path(output_dir)
     check_writable(output_dir / ARTIFACT_NAME, "hydra.run.dir")
     with run_dir_lock(output_dir):
-        return sweep_in(cfg, output_dir, overrides, multirun)
+        artifact_path = sweep_in(cfg, output_dir, overrides, multirun)
+        log_run(cfg, output_dir, multirun)  # logger=...: also where the artifact was already there
+        return artifact_path
 
 
 def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Path:
     """run_sweep in a run dir this process holds."""
     options = read_options(cfg)
     trainer_args = trainer_arguments(cfg.devices)
+    check_logger(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME
     if not options.overwrite and holds_artifact_of(artifact_path, config):
