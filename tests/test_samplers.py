@@ -88,3 +88,14 @@ def test_a_compiled_run_through_each_sampler_gives_the_eager_loops_tokens(tiny_m
     assert document["metadata"]["engine"]["sampler"] == name and document["metadata"]["engine"]["compiled"]
     assert eager_run["metadata"]["engine"]["loop"] == "dynamic"
     assert [s["tokens"] for s in document["texts"]] == [s["tokens"] for s in eager_run["texts"]]
+
+
+def test_the_engine_names_the_sampler_runtime_sampler_chose(caplog):
+    from conftest import tiny_gpt2
+    from gpt2_sweep.decoding.engines import choose_engine
+
+    model = tiny_gpt2(500)
+    assert choose_engine(model, True).sampler == "sort"  # auto, until a GPU measurement picks another
+    assert [choose_engine(model, True, sampler=name).sampler for name in SAMPLERS] == list(SAMPLERS)
+    generic = choose_engine(model, False, sampler="search")  # the CPU's eager loop: the generic one
+    assert generic.sampler == "top candidates, else a full sort" and "runtime.sampler=search" in caplog.text
