@@ -48,6 +48,7 @@ mutate: setup
 
 bench: setup
 	$(BIN)/python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
+	$(BIN)/python benchmarks/sampler_speed.py --device cpu --batches 4,64 --samplers sort,search
 	$(BIN)/python benchmarks/whole_run.py --samples 4,64 --max-length 50
 
 # On a machine with a CUDA GPU (its own torch), in parts of under 4 minutes each (benchmarks/gpu_check.sh):

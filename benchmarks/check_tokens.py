@@ -2,8 +2,8 @@
 
 Both loops run as the runner runs them (bf16 weights on a GPU, float32 sampling arithmetic): the
 generic loop (1,024 candidates, else a full sort) and the static loop (native forward; on CUDA the
-compiled threshold search, whose CUDA-graph replay must give the same tokens as its eager run,
-also counted). Every step's logits are recorded; on the CPU, in float64, the check then
+compiled sampler of runtime.sampler, a row per --samplers value, whose CUDA-graph replay must give
+the same tokens as its eager run, also counted). Every step's logits are recorded; on the CPU, in float64, the check then
 recomputes from those logits the distribution the rule defines (temperature, nucleus, descending
 order with ties by the lower id, inverse CDF at the step's shared u) and compares its pick with the
 loop's. A pick may differ only where u or the nucleus value lies within --tolerance of a cumulative
@@ -12,6 +12,7 @@ vocabulary sorted on the device and counts where that differs from the loop's ow
 masses make them agree exactly, on every device: the count must be 0).
 
     python benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64,512 --new 128
+    python benchmarks/check_tokens.py --device cuda --loops static --samplers sort,search,triton
     python benchmarks/check_tokens.py --device cpu --dtype fp32 --batches 4 --new 20
 
 Prints a table, writes JSON (--json, default benchmarks/check-tokens-<device>.json) and exits 1 if
@@ -91,9 +92,9 @@ def reference_picks(logits, temperatures, nuclei, uniform):
     return ids.gather(-1, picked).squeeze(-1), torch.minimum(u_margin, nucleus_margin)
 
 
-def check(lm, batch, new, tolerance, device, loop="dynamic"):
+def check(lm, batch, new, tolerance, device, loop="dynamic", sampler="auto"):
     """Counts for one batch of `loop` ("dynamic": lm is a RecordingLM; "static": its model's native
-    forward, the threshold search compiled on CUDA, where the CUDA-graph replay is compared too)."""
+    forward and runtime.sampler=`sampler`, compiled on CUDA, where the CUDA-graph replay is compared too)."""
     start = start_token(lm.model)
     temperatures = torch.linspace(0.0, 1.5, batch)
     nuclei = torch.linspace(0.05, 1.0, batch).flip(0)
@@ -101,16 +102,16 @@ def check(lm, batch, new, tolerance, device, loop="dynamic"):
     settings = RowSettings(temperatures, nuclei)
     prompts, row_uniforms = one_prompt([start], uniforms, batch, new)
     arguments = (prompts, settings, row_uniforms, new)
-    counts = {"loop": loop, "batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0,
+    counts = {"loop": loop, "sampler": sampler if loop == "static" else None, "batch": batch, "picks": 0, "agree": 0, "differ_within_tolerance": 0,
               "differ_beyond_tolerance": 0, "fast_vs_full_sort_differ": 0, "graph_vs_eager_differ": None,
               "smallest_margin_of_a_difference": None}
     if loop == "static":
         cuda = device == "cuda"
         recorder = RecordingNative(native_model(lm.model))
-        generated = generate_static(lm.model, *arguments, compiled=cuda, native=recorder)
+        generated = generate_static(lm.model, *arguments, compiled=cuda, native=recorder, sampler=sampler)
         recorded = recorder.steps
         if cuda:
-            replayed = generate_static(lm.model, *arguments, compiled=True, cuda_graphs=True)
+            replayed = generate_static(lm.model, *arguments, compiled=True, cuda_graphs=True, sampler=sampler)
             counts["graph_vs_eager_differ"] = int((replayed.tokens != generated.tokens).sum())
     else:
         lm.steps = []
@@ -145,21 +146,23 @@ def main() -> None:
                         help="a pick may differ from float64's where u or the nucleus is this close to a boundary")
     parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
     parser.add_argument("--loops", default="dynamic,static")
+    parser.add_argument("--samplers", default="auto", help="the static loop's runtime.sampler values: rows each")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device, dtype = args.device, DTYPES[args.dtype]
     model = benchmark_model(args.model_dir, device, dtype)
     lm = RecordingLM(model)
-    rows = [check(lm, int(batch), args.new, args.tolerance, device, loop)
-            for loop in args.loops.split(",") for batch in args.batches.split(",")]
+    rows = [check(lm, int(batch), args.new, args.tolerance, device, loop, sampler)
+            for loop in args.loops.split(",") for sampler in (args.samplers.split(",") if loop == "static" else ["auto"])
+            for batch in args.batches.split(",")]
     card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU"
     name = args.model_dir or "GPT-2 124M shape, random weights"
     print(f"{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens, "
           f"tolerance {args.tolerance:g}\n")
-    print(f"{'loop':>8} {'batch':>6} {'picks':>8} {'agree':>8} {'differ <= tol':>14} {'differ > tol':>13} "
+    print(f"{'loop':>8} {'sampler':>8} {'batch':>6} {'picks':>8} {'agree':>8} {'differ <= tol':>14} {'differ > tol':>13} "
           f"{'fast != full':>13} {'graph != eager':>15}")
     for row in rows:
-        print(f"{row['loop']:>8} {row['batch']:>6} {row['picks']:>8} {row['agree']:>8} "
+        print(f"{row['loop']:>8} {row['sampler'] or '-':>8} {row['batch']:>6} {row['picks']:>8} {row['agree']:>8} "
               f"{row['differ_within_tolerance']:>14} {row['differ_beyond_tolerance']:>13} "
               f"{row['fast_vs_full_sort_differ']:>13} {str(row['graph_vs_eager_differ']):>15}")
     output = args.json or Path(__file__).with_name(f"check-tokens-{device}.json")

@@ -9,6 +9,10 @@ measures a trained model (e.g. the bundled SmolLM2, as converted by the runner).
 
     python benchmarks/generation_speed.py --device cpu --batches 4,64 --new 50 --dtype fp32
     python benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16
+    python benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --samplers sort,search,triton
+
+--samplers adds a row per sampler of runtime.sampler (runner_sort, ...): the runner's static loop with
+that sampler, compiled unless --compile false (auto counts as true for these rows, the CPU included).
 
 Prints one table and writes it as JSON (--json, default benchmarks/results-<device>.json).
 """
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
     parser.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
                         help="the runner's runtime.compile (auto: compiled with CUDA graphs on CUDA)")
+    parser.add_argument("--samplers", default="", help="comma-separated runtime.sampler values: a row each")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device, dtype = args.device, DTYPES[args.dtype]
@@ -74,6 +79,9 @@ def main() -> None:
     compile_setting = {"auto": "auto", "true": True, "false": False}[args.compile]
     engine = choose_engine(runner_model, compile_setting)
     invariant = choose_engine(runner_model, compile_setting, batch_invariant=True)
+    samplers = [name for name in args.samplers.split(",") if name]
+    static = compile_setting if compile_setting is False else True
+    by_sampler = {name: choose_engine(runner_model, static, sampler=name) for name in samplers}
     print(f"runner engine: {engine.describe()}", flush=True)
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
@@ -91,7 +99,10 @@ def main() -> None:
                                                          top_k=0, max_new_tokens=args.new,
                                                          min_new_tokens=args.new, cache_implementation="static"),
         }
-        for peer in args.peers.split(","):
+        for name, sampler_engine in by_sampler.items():
+            runs[f"runner_{name}"] = (lambda e: lambda: decode(e, runner_model, prompts, settings, uniforms, args.new))(
+                sampler_engine)
+        for peer in [*args.peers.split(","), *(f"runner_{name}" for name in samplers)]:
             if device == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -117,6 +128,7 @@ def main() -> None:
     output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
                                   "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
                                   "engine": engine.describe(), "engine_invariant": invariant.describe(),
+                                  "engines_by_sampler": {name: e.describe() for name, e in by_sampler.items()},
                                   "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
 

@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # before torch is first imported, as the package does
+# runtime.sampler=triton's kernel runs on the CPU under triton's interpreter, which triton reads when it
+# is first imported; where a GPU is, the kernel runs on it.
+if not os.path.exists("/dev/nvidia0"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import io
 import json

@@ -44,6 +44,7 @@ BAD_INPUTS = [
     (["model=gpt5"], "model=gpt5"),
     (["nonsense_key=1"], "nonsense_key"),
     (["prompt=bell\x07 x"], "prompt=bell\\x07 x): quote"),  # an unquoted control character, shown
+    (["runtime.sampler=fastest"], "runtime.sampler='fastest' is not allowed: one of auto, sort, search, triton"),
 ]
 
 
@@ -63,6 +64,20 @@ def test_bad_input_is_one_line_naming_it_before_the_model_loads_and_no_artifact(
         tiny_model_dir, tmp_path, no_model_loading, overrides, named):
     line = refusal(tiny_model_dir, tmp_path, *overrides)
     assert named in line and "\n" not in line, line
+    assert not (tmp_path / "samples.json").exists()
+
+
+def test_the_triton_sampler_without_a_gpu_or_the_interpreter_is_refused_before_the_model_loads(
+        tiny_model_dir, tmp_path, no_model_loading, monkeypatch):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU runs the kernel")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cfg = compose_config(f"model.name={tiny_model_dir}", "runtime.sampler=triton")
+    for refuse in (check_before_loading, lambda cfg: run_sweep(cfg, tmp_path)):
+        with pytest.raises(UsageError, match="runtime.sampler=triton needs") as refused:
+            refuse(cfg)
+        assert "TRITON_INTERPRET=1" in str(refused.value) and "auto, sort, search" in str(refused.value)
     assert not (tmp_path / "samples.json").exists()
 
 

@@ -5,10 +5,11 @@ from transformers import OPTConfig, OPTForCausalLM
 
 from conftest import single_prompt, tiny_gpt2, tiny_llama
 from reference import SAFE_MARGIN, reference_pick
-from gpt2_sweep.decoding.engines import Engine, choose_engine, compiled_search_step, decode, generate_static
+from gpt2_sweep.decoding.engines import Engine, choose_engine, decode, generate_static
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.decoding.native_models import native_model
 from gpt2_sweep.decoding.prompts import PromptBatch
+from gpt2_sweep.decoding.samplers import compiled_sampler
 from gpt2_sweep.decoding.sampling import RowSettings, sample_step, shared_uniforms
 from gpt2_sweep.decoding.static_decode import DecodeState, bucket, decode_one_token, prefill
 from gpt2_sweep.decoding.threshold_search import search_step
@@ -139,7 +140,7 @@ def test_the_inductor_compiled_search_follows_the_eager_rule_up_to_its_softmax_r
     a whole-number mass by one unit. Tokens and support sizes are then the eager rule's except where u
     or the nucleus value lies within that rounding of a boundary; log-probabilities and entropies agree
     to float32 rounding. The runner's compiled function, compiled once for every seed (7 rows, as above)."""
-    compiled = compiled_search_step()
+    compiled = compiled_sampler("search")
     generator = torch.Generator().manual_seed(0)
     rows, compared = len(SETTINGS), 0
     for seed in range(60):

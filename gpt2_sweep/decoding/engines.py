@@ -7,10 +7,9 @@ import torch
 
 from .generation import MIN_DECODE_ROWS, Generated, generate, padded_rows
 from .native_models import native_model
-from .ordering import candidate_step
 from .prompts import PromptBatch
+from .samplers import CANDIDATES, chosen_sampler, step_function
 from .static_decode import CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill, stop_position
-from .threshold_search import search_step
 
 log = logging.getLogger(__name__)
 # runtime.batch_invariant on CUDA: rows per block. Large enough that re-reading the weights per
@@ -25,8 +24,8 @@ class Engine:
 
     loop: str             # "static": a native forward and a fixed-shape step; "dynamic": any transformers model
     model: str            # the native forward's name, or "transformers"
-    sampler: str          # "threshold search" (compiled) or "top candidates, else a full sort" (eager)
-    compiled: bool        # the sampler is the threshold search, compiled with torch.compile (inductor)
+    sampler: str          # samplers.SAMPLERS' name, or "top candidates, else a full sort" (eager)
+    compiled: bool        # the sampler is compiled with torch.compile (inductor)
     cuda_graphs: bool     # each step replayed from a captured CUDA graph
     batch_invariant_rows: int | None = None  # every kernel runs on blocks of this many rows
 
@@ -34,19 +33,20 @@ class Engine:
         return asdict(self)
 
 
-def choose_engine(model, compile_setting="auto", batch_invariant=False) -> Engine:
+def choose_engine(model, compile_setting="auto", batch_invariant=False, sampler="auto") -> Engine:
     """auto: compiled and captured on CUDA; on the CPU the eager loop, which measures faster there.
-    A model family without a native forward takes the generic loop, whatever was asked.
+    A model family without a native forward takes the generic loop, whatever was asked. sampler:
+    runtime.sampler, for the static loop (samplers.chosen_sampler).
     batch_invariant: decode in blocks of INVARIANT_ROWS rows on CUDA, MIN_DECODE_ROWS on the CPU (see
     decode)."""
-    engine = chosen_loop(model, compile_setting)
+    engine = chosen_loop(model, compile_setting, sampler)
     if not batch_invariant:
         return engine
     cuda = next(model.parameters()).device.type == "cuda"
     return replace(engine, batch_invariant_rows=INVARIANT_ROWS if cuda else MIN_DECODE_ROWS)
 
 
-def chosen_loop(model, compile_setting) -> Engine:
+def chosen_loop(model, compile_setting, sampler_setting="auto") -> Engine:
     cuda = next(model.parameters()).device.type == "cuda"
     compiled = cuda if compile_setting == "auto" else bool(compile_setting)
     native = native_model(model)
@@ -54,23 +54,18 @@ def chosen_loop(model, compile_setting) -> Engine:
         if compile_setting is True:
             log.warning(f"runtime.compile=true: {type(model).__name__} has no native forward here (GPT-2 "
                         "and Llama-style models do), so the generic loop runs, uncompiled")
-        return Engine("dynamic", "transformers", "top candidates, else a full sort", False, False)
+        return generic_loop(sampler_setting)
     if not (cuda or compiled):
-        return Engine("dynamic", "transformers", "top candidates, else a full sort", False, False)
-    sampler = "threshold search" if compiled else "top candidates, else a full sort"
-    return Engine("static", type(native).__name__, sampler, compiled, cuda and compiled)
+        return generic_loop(sampler_setting)
+    return Engine("static", type(native).__name__, chosen_sampler(sampler_setting, compiled), compiled,
+                  cuda and compiled)
 
 
-_compiled_search = None
-
-
-def compiled_search_step():
-    """search_step compiled once per process: for the first batch shape, then once more with the batch
-    size symbolic (torch.compile's automatic dynamic shapes)."""
-    global _compiled_search
-    if _compiled_search is None:
-        _compiled_search = torch.compile(search_step, fullgraph=True)
-    return _compiled_search
+def generic_loop(sampler_setting) -> Engine:
+    if sampler_setting != "auto":
+        log.warning(f"runtime.sampler={sampler_setting} is for the static loop: the generic loop runs "
+                    f"its own sampler ({CANDIDATES})")
+    return Engine("dynamic", "transformers", CANDIDATES, False, False)
 
 
 def compute_dtype(model) -> torch.dtype:
@@ -93,7 +88,8 @@ def default_dtype(dtype: torch.dtype):
 
 @torch.inference_mode()
 def generate_static(model, prompts: PromptBatch, settings, uniforms, new_tokens, stop_token_id=None,
-                    compiled=False, cuda_graphs=False, native=None, block_rows=None, on_step=None) -> Generated:
+                    compiled=False, cuda_graphs=False, native=None, block_rows=None, on_step=None,
+                    sampler="auto") -> Generated:
     """generate()'s samples from the static loop: a native forward (native_model's, unless given) over
     a static cache, rows of different prompts left-padded to the longest.
 
@@ -111,9 +107,9 @@ def generate_static(model, prompts: PromptBatch, settings, uniforms, new_tokens,
     rows = -(-batch // block_rows) * block_rows if block_rows else max(batch, MIN_DECODE_ROWS)
     state = DecodeState.allocate(native, prompts.padded(rows), settings.padded(rows), padded_rows(uniforms, rows),
                                  new_tokens, stop_token_id, device, cache_dtype=dtype)
-    # Uncompiled, the search would materialise (rows, vocabulary, thresholds): the eager step takes
-    # the candidates, whose host synchronisations only matter inside a CUDA graph.
-    sample = compiled_search_step() if compiled else candidate_step
+    # Eager under auto, the step takes the candidates, whose host synchronisations only matter
+    # inside a CUDA graph. sampler: runtime.sampler, or what the engine chose from it.
+    sample = step_function(chosen_sampler(sampler, compiled), compiled)
 
     # Autocast's weight cache off throughout (a CUDA graph capture refuses it) and torch's own default
     # dtype, which Lightning's true precisions change: the compiled sampler sees the same state under
@@ -149,7 +145,8 @@ def decode(engine: Engine, model, prompts: PromptBatch, settings, uniforms, new_
     rows = engine.batch_invariant_rows
     if engine.loop == "static":
         return generate_static(model, prompts, settings, uniforms, new_tokens, stop_token_id,
-                               engine.compiled, engine.cuda_graphs, block_rows=rows, on_step=on_step)
+                               engine.compiled, engine.cuda_graphs, block_rows=rows, on_step=on_step,
+                               sampler=engine.sampler)
     if rows is None:
         return generate(model, prompts, settings, uniforms, new_tokens, stop_token_id, on_step=on_step)
     parts = []

@@ -2,7 +2,7 @@
 
 prefill runs each distinct prompt (all but its last token) once, the prompts left-padded to the
 longest, and copies its cache to the rows that continue it; decode_one_token forwards each row's
-last token, samples the next with the sort-free threshold search and writes token and statistics
+last token, samples the next with the run's sampler (samplers.py) and writes token and statistics
 into buffers allocated up front, the position kept on the device: no host synchronisation and no
 data-dependent shape, whatever the prompts' lengths. On CUDA each step is replayed from a CUDA graph
 captured once per attention length bucket; decode_n_tokens drives it.

@@ -7,36 +7,54 @@ float32 rounding (tests/test_static_decode.py, slow).
 
 Probabilities order like the bit patterns of their floats (all are >= 0). Per row, the value at
 which the cumulative mass in descending order first reaches a limit is found digit by digit over
-those bit patterns, 2**DIGIT_BITS - 1 thresholds a pass; the tokens of that value are then ranked
-by id, as the rule breaks ties.
+those bit patterns (a radix select): each pass adds every candidate token's mass into the bin of its
+next DIGIT_BITS bits, one scatter-add over the row, and keeps the bin where the limit is reached. The
+tokens of that value are then ranked by id, as the rule breaks ties. Keys and masses are computed
+once a step, masses in int32 (every total stays below 2**29 + vocabulary / 2, far below 2**31).
 """
 import torch
 
-from .sampling import RowSettings, Step, masses, nucleus_limits, pick_limits, prepared, step_of
+from .sampling import MASS_UNIT, RowSettings, Step, nucleus_limits, pick_limits, prepared, step_of
 
-DIGIT_BITS = 5
+DIGIT_BITS = 8
 KEY_BITS = {torch.float32: 30, torch.float64: 62}  # the bit patterns of values in [0, 1] fit in these
 KEY_DTYPES = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
+def digit_passes(key_bits: int, digit_bits: int) -> list[tuple[int, int]]:
+    """(shift, width) of each pass, from the top bits down; the last pass may be narrower."""
+    return [(max(top - digit_bits, 0), min(digit_bits, top)) for top in range(key_bits, 0, -digit_bits)]
+
+
+def tied_pick(keys, token_masses, limits, value, above):
+    """Among the tokens whose key is `value` (all of one mass), the one at which the cumulative mass,
+    `above` (the mass of higher keys) included, first reaches `limits`: ties ranked by id."""
+    tied = keys == value.unsqueeze(-1)
+    each = torch.where(tied, token_masses, 0).amax(dim=-1).clamp(min=1)
+    rank = (limits - above + each - 1) // each  # 1-based among the tied tokens, in id order
+    return (tied.cumsum(dim=-1, dtype=torch.int32) >= rank.unsqueeze(-1)).to(torch.uint8).argmax(dim=-1)
+
+
 def reaching(keys, token_masses, limits, key_bits: int):
     """Per row, the token at which the cumulative mass in descending order first reaches `limits`
-    (each between 1 and the row's total mass): (token id, its key, the cumulative mass through it)."""
-    value = torch.zeros(len(keys), dtype=keys.dtype, device=keys.device)
-    digits = torch.arange(1, 2**DIGIT_BITS, dtype=keys.dtype, device=keys.device)
-    # The last pass may overlap bits already found: thresholds past the answer never count.
-    shifts = [*range(key_bits - DIGIT_BITS, -1, -DIGIT_BITS)] + ([0] if key_bits % DIGIT_BITS else [])
-    for shift in shifts:
-        thresholds = value.unsqueeze(-1) + (digits << shift)
-        at_or_above = torch.where(keys.unsqueeze(-1) >= thresholds.unsqueeze(-2), token_masses.unsqueeze(-1),
-                                  0).sum(dim=-2)  # (rows, thresholds): compiled, never materialised
-        value = value + ((at_or_above >= limits.unsqueeze(-1)).sum(dim=-1).to(keys.dtype) << shift)
-    above = torch.where(keys > value.unsqueeze(-1), token_masses, 0).sum(dim=-1)
-    tied = keys == value.unsqueeze(-1)
-    each = torch.where(tied, token_masses, 0).amax(dim=-1).clamp(min=1)  # every tied token's mass
-    rank = (limits - above + each - 1) // each  # 1-based among the tied tokens, in id order
-    token = (tied.cumsum(dim=-1) >= rank.unsqueeze(-1)).to(torch.uint8).argmax(dim=-1)
-    return token, value, above + rank * each
+    (each between 1 and the row's total mass): (token id, its key). token_masses and limits: int32."""
+    rows = len(keys)
+    value = torch.zeros(rows, dtype=keys.dtype, device=keys.device)
+    above = torch.zeros(rows, dtype=torch.int32, device=keys.device)  # mass of keys beyond the prefix
+    for shift, width in digit_passes(key_bits, DIGIT_BITS):
+        bins = 2**width
+        prefix = shift + width
+        candidate = (keys >> prefix) == (value >> prefix).unsqueeze(-1)
+        digit = torch.where(candidate, (keys >> shift) & (bins - 1), bins)  # bin `bins`: not a candidate
+        histogram = torch.zeros(rows, bins + 1, dtype=torch.int32, device=keys.device)
+        histogram.scatter_add_(-1, digit.long(), token_masses)
+        # Mass at or above each digit, the higher prefixes included: it falls as the digit grows.
+        at_or_above = histogram[:, :bins].flip(-1).cumsum(dim=-1, dtype=torch.int32).flip(-1) + above.unsqueeze(-1)
+        chosen = (at_or_above >= limits.unsqueeze(-1)).sum(dim=-1, dtype=torch.int32) - 1
+        above = at_or_above.gather(-1, chosen.long().unsqueeze(-1)).squeeze(-1) - histogram.gather(
+            -1, chosen.long().unsqueeze(-1)).squeeze(-1)
+        value = value + (chosen.to(keys.dtype) << shift)
+    return tied_pick(keys, token_masses, limits, value, above), value
 
 
 def leading(keys, ids, last, last_key):
@@ -45,27 +63,33 @@ def leading(keys, ids, last, last_key):
     return (keys > last_key) | ((keys == last_key) & (ids <= last))
 
 
-def search_step(logits, settings: RowSettings, uniform) -> Step:
-    """sampling.sample_step's result, found by threshold searches per row: where the nucleus ends,
-    where the top_k-th token is (top_k on), then where u falls among the kept tokens."""
+def selection_step(logits, settings: RowSettings, uniform, find) -> Step:
+    """sampling.sample_step's result from selections per row, `find(keys, masses, limits, key_bits)`
+    giving (token, key) as `reaching` does: where the nucleus ends, where the top_k-th token is
+    (top_k on), then where u falls among the kept tokens."""
     logits, probs, uniforms = prepared(logits, settings, uniform)
     keys = probs.view(KEY_DTYPES[probs.dtype])
     key_bits = KEY_BITS[probs.dtype]
     ids = torch.arange(probs.shape[-1], device=probs.device)
-    token_masses = masses(probs)
-    totals = token_masses.sum(dim=-1)
+    token_masses = torch.round(probs * MASS_UNIT).to(torch.int32)  # sampling.masses, in int32
+    totals = token_masses.sum(dim=-1, dtype=torch.int32)
     limits = nucleus_limits(settings.nuclei)
     keep_all = (settings.nuclei >= 1) | (limits > totals)
-    last, last_key, _ = reaching(keys, token_masses, limits.clamp(min=1).minimum(totals), key_bits)
+    last, last_key = find(keys, token_masses, limits.clamp(min=1).minimum(totals).to(torch.int32), key_bits)
     kept = keep_all.unsqueeze(-1) | leading(keys, ids, last, last_key)
     if settings.top_ks is not None:
-        top_ks = settings.top_ks.clamp(min=0, max=probs.shape[-1])
-        kth, kth_key, _ = reaching(keys, torch.ones_like(token_masses), top_ks.clamp(min=1), key_bits)
+        top_ks = settings.top_ks.clamp(min=0, max=probs.shape[-1]).to(torch.int32)
+        kth, kth_key = find(keys, torch.ones_like(token_masses), top_ks.clamp(min=1), key_bits)
         kept &= (top_ks == 0).unsqueeze(-1) | leading(keys, ids, kth, kth_key)
     if settings.min_ps is not None:
         kept &= probs >= settings.min_ps.to(probs.dtype).unsqueeze(-1) * probs.amax(dim=-1, keepdim=True)
-    kept_totals = torch.where(kept, token_masses, 0).sum(dim=-1)
+    kept_totals = torch.where(kept, token_masses, 0).sum(dim=-1, dtype=torch.int32)
     # The kept tokens lead the descending order, so the pick is where the cumulative mass of all
     # tokens first exceeds u times theirs.
-    tokens, _, _ = reaching(keys, token_masses, pick_limits(uniforms, kept_totals) + 1, key_bits)
+    tokens, _ = find(keys, token_masses, (pick_limits(uniforms, kept_totals) + 1).to(torch.int32), key_bits)
     return step_of(logits, probs, tokens, kept)
+
+
+def search_step(logits, settings: RowSettings, uniform) -> Step:
+    """sampling.sample_step's result, found by radix selects in torch (scatter-adds, no sort)."""
+    return selection_step(logits, settings, uniform, reaching)

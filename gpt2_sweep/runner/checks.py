@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 from ..artifact import check_replaceable, check_writable
 from ..errors import UsageError
 from .cli import usage_errors_as_one_line
-from .devices import read_devices
+from .devices import check_sampler, read_devices
 from .keys import CONFIG_DIR, CONFIG_NAME, check_keys
 from .options import read_options
 from .prompts import check_prompt_set
@@ -26,6 +26,7 @@ def check_before_loading(cfg, multirun: bool = False) -> None:
     options = read_options(cfg)
     read_devices(cfg.devices)
     check_logger(cfg)
+    check_sampler(options.sampler, cfg.devices)
     if options.prompt_set is not None:
         check_prompt_set(options.prompt_set, options.seed)
     if options.output_json is not None:

@@ -95,6 +95,22 @@ def trainer_arguments(devices_cfg) -> dict:
     return {"accelerator": accelerator, "devices": ids, "precision": precision, "strategy": strategy}
 
 
+def check_sampler(sampler: str, devices_cfg) -> None:
+    """runtime.sampler=triton needs triton, and a GPU or TRITON_INTERPRET=1 (its interpreter, on the CPU)."""
+    if sampler != "triton":
+        return
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("triton") is None:
+        raise UsageError("runtime.sampler=triton needs the triton package (pip install triton); "
+                         "allowed here: auto, sort, search")
+    accelerator = resolve_accelerator(read_devices(devices_cfg)[0])
+    if accelerator != "gpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise UsageError(f"runtime.sampler=triton needs a GPU (devices.accelerator={accelerator} here) or "
+                         "TRITON_INTERPRET=1 (slow: for tests); allowed here: auto, sort, search")
+
+
 def load_dtype(precision: str):
     """The dtype to load weights in: the target dtype for bf16/16-true, else float32."""
     import torch

@@ -49,7 +49,7 @@ def decode_rows(engine, model, study: Study, vectors, settings: RowSettings, sam
 
 class SamplingModule(L.LightningModule):
     def __init__(self, model, study: Study, stop_token_id=None, compile_setting="auto", batch_invariant=False,
-                 done: int = 0):
+                 done: int = 0, sampler="auto"):
         super().__init__()
         self.model = model
         self.study = study
@@ -57,7 +57,7 @@ class SamplingModule(L.LightningModule):
         self.vectors = study.vectors()
         self.stop_token_id = stop_token_id
         self.max_rows = None  # set after an out-of-memory error
-        self.compile_setting, self.batch_invariant = compile_setting, batch_invariant
+        self.compile_setting, self.batch_invariant, self.sampler = compile_setting, batch_invariant, sampler
         self.engine = None  # chosen on the first batch, once the model is on its device
         self.compute_dtype = None  # read in the first batch, under the precision's context
         self.done = done  # samples an earlier run of this dir drew (its shards)
@@ -96,7 +96,8 @@ class SamplingModule(L.LightningModule):
         if self.max_rows is not None and len(indices) > self.max_rows:
             parts = [self.sample(part) for part in indices.split(self.max_rows)]
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
-        self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant)
+        self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant,
+                                                   self.sampler)
         try:
             return decode_rows(self.engine, self.model, self.study, self.vectors, self.settings, indices,
                                self.stop_token_id, on_step=self.step_done if self.progress else None).cpu()

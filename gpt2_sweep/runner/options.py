@@ -8,6 +8,8 @@ from ..errors import UsageError
 from .prompts import PromptSetOptions, read_prompt_set_options
 from .schedules import AXES, NEUTRAL, SCHEDULES
 
+SAMPLER_SETTINGS = ("auto", "sort", "search", "triton")  # runtime.sampler (decoding/samplers.py)
+
 
 def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -50,6 +52,7 @@ class RunOptions:
     compile: str | bool
     batch_invariant: bool
     print_samples: int
+    sampler: str = "auto"
     prompt_set: PromptSetOptions | None = None  # prompts=FILE
     draws: int = 1
     max_new_tokens: int | None = None
@@ -145,6 +148,9 @@ def read_options(cfg) -> RunOptions:
     compile_setting = cfg.get("runtime", {}).get("compile", "auto")
     if not (compile_setting == "auto" or isinstance(compile_setting, bool)):
         raise UsageError(f"runtime.compile={compile_setting!r} is not allowed: auto, true or false")
+    sampler_setting = cfg.get("runtime", {}).get("sampler", "auto")
+    if sampler_setting not in SAMPLER_SETTINGS:
+        raise UsageError(f"runtime.sampler={sampler_setting!r} is not allowed: one of {', '.join(SAMPLER_SETTINGS)}")
     print_samples = cfg.get("print_samples")
     if not is_int(print_samples) or print_samples < 0:
         raise UsageError(f"print_samples={print_samples!r} is not allowed: an integer >= 0 (0 prints none)")
@@ -183,6 +189,7 @@ def read_options(cfg) -> RunOptions:
         compile=compile_setting,
         batch_invariant=boolean(cfg.get("runtime", {}).get("batch_invariant", False), "runtime.batch_invariant"),
         print_samples=print_samples,
+        sampler=sampler_setting,
         prompt_set=prompt_set,
         draws=draws,
         max_new_tokens=max_new_tokens,

@@ -18,7 +18,7 @@ from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, ch
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..decoding.sampling import sample_uniforms
 from ..errors import UsageError
-from .devices import load_dtype, run_dtype, trainer_arguments
+from .devices import check_sampler, load_dtype, run_dtype, trainer_arguments
 from .interrupts import Terminated, raise_terminated
 from .lock import run_dir_lock
 from .loading import (context_length, load_config, load_model, load_tokenizer, model_identity, parameter_count,
@@ -118,6 +118,7 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     options = read_options(cfg)
     trainer_args = trainer_arguments(cfg.devices)
     check_logger(cfg)
+    check_sampler(options.sampler, cfg.devices)
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME
     if not options.overwrite and holds_artifact_of(artifact_path, config):
@@ -312,7 +313,7 @@ def draw_samples(model, study: Study, stop_token_id, batch_size, trainer_args, o
         from .module import SamplingModule, ShardWriter, sample_loader
 
         module = SamplingModule(model, study, stop_token_id, options.compile, options.batch_invariant,
-                                done=shards.done())
+                                done=shards.done(), sampler=options.sampler)
         trainer = L.Trainer(**trainer_args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=str(output_dir),
                             callbacks=[ShardWriter(directory, identity)])

@@ -1,0 +1,93 @@
+"""Each exact sampler of runtime.sampler timed alone: one step over (batch, vocabulary) logits.
+
+The logits are random (normal, times --scale), every row with its own temperature and nucleus (and
+top_k with --top-k), as in generation_speed.py. Each sampler is compiled as the static loop compiles
+it (--eager: not); the first call's seconds (the compile, for the first shape) are reported apart.
+triton needs CUDA, or TRITON_INTERPRET=1 on the CPU, where it measures the interpreter, not the kernel.
+
+    python benchmarks/sampler_speed.py --device cpu --batches 4,64 --repeats 3
+    python benchmarks/sampler_speed.py --device cuda --batches 4,64,512,2048
+
+Prints one table and writes it as JSON (--json, default benchmarks/results-samplers-<device>.json).
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
+import torch  # noqa: E402
+
+from benchmarks.common import DTYPES  # noqa: E402
+from gpt2_sweep.decoding.samplers import SAMPLERS, compiled_sampler, sampler_step  # noqa: E402
+from gpt2_sweep.decoding.sampling import RowSettings  # noqa: E402
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(run, device: str) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def row_settings(batch: int, top_k: bool, device: str) -> RowSettings:
+    top_ks = torch.arange(batch) % 100 if top_k else None  # 0 (off) to 99
+    return RowSettings(torch.linspace(1e-6, 1.2, batch), torch.linspace(1e-6, 1.0, batch), top_ks).to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", default="4,64")
+    parser.add_argument("--vocab", type=int, default=50257)
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="the logits' dtype")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=3.0, help="the logits' standard deviation")
+    parser.add_argument("--top-k", action="store_true", help="rows with top_k on, as a third select")
+    parser.add_argument("--eager", action="store_true", help="time the samplers uncompiled")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    device, generator = args.device, torch.Generator().manual_seed(0)
+    rows = []
+    for name in args.samplers.split(","):
+        step = sampler_step(name) if args.eager else compiled_sampler(name)
+        for batch in (int(b) for b in args.batches.split(",")):
+            logits = (torch.randn(batch, args.vocab, generator=generator) * args.scale).to(device, DTYPES[args.dtype])
+            settings, uniforms = row_settings(batch, args.top_k, device), torch.rand(batch, generator=generator).to(device)
+            try:
+                first = timed(lambda: step(logits, settings, uniforms), device)
+                seconds = min(timed(lambda: step(logits, settings, uniforms), device) for _ in range(args.repeats))
+                row = {"sampler": name, "batch": batch, "ms_per_step": round(seconds * 1e3, 3),
+                       "first_call_s": round(first, 2)}
+            except Exception as error:  # noqa: BLE001 - a sampler that fails is reported, not hidden
+                row = {"sampler": name, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    mode = "eager" if args.eager else "compiled"
+    print(f"\n{card}, torch {torch.__version__}, {args.dtype} logits, vocabulary {args.vocab}, {mode}\n")
+    print(f"{'sampler':<8} {'batch':>6} {'ms/step':>10} {'first call s':>13}")
+    for row in rows:
+        print(f"{row['sampler']:<8} {row['batch']:>6} {row.get('ms_per_step', row.get('error', '')):>10} "
+              f"{row.get('first_call_s', ''):>13}")
+    output = args.json or Path(__file__).with_name(f"results-samplers-{device}.json")
+    output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "vocab": args.vocab,
+                                  "mode": mode, "top_k": args.top_k, "date": datetime.now(timezone.utc).isoformat(),
+                                  "rows": rows}, indent=2) + "\n")
+    print(f"\nwritten to {output}")
+
+
+if __name__ == "__main__":
+    main()
