@@ -99,3 +99,24 @@ def test_the_engine_names_the_sampler_runtime_sampler_chose(caplog):
     assert [choose_engine(model, True, sampler=name).sampler for name in SAMPLERS] == list(SAMPLERS)
     generic = choose_engine(model, False, sampler="search")  # the CPU's eager loop: the generic one
     assert generic.sampler == "top candidates, else a full sort" and "runtime.sampler=search" in caplog.text
+
+
+@pytest.mark.parametrize("name", [name for name in SAMPLERS if name != "triton"])
+def test_compiled_samplers_leave_their_cumulative_sums_to_aten(name):
+    """torch 2.11's inductor fails on CUDA to generate the split scan of a vocabulary-long row at small
+    batches (decoding/scans.py): the graph dynamo hands to inductor holds no cumsum of its own."""
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    row_settings = RowSettings(torch.tensor(TEMPERATURES), torch.tensor(NUCLEI), torch.tensor(TOP_KS),
+                               torch.tensor(MIN_PS))
+    logits = torch.randn(len(TEMPERATURES), 500)
+    compiled = torch.compile(sampler_step(name), backend=recording_backend, fullgraph=True)
+    assert_same_step(compiled(logits, row_settings, 0.37), sample_step(logits, row_settings, 0.37))
+    targets = [str(node.target) for graph in graphs for node in graph.graph.nodes if node.op != "placeholder"]
+    assert any("row_cumsum" in target for target in targets)
+    assert not any("cumsum" in target and "row_cumsum" not in target for target in targets), targets

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from .scans import row_cumsum
+
 MASS_UNIT = 2**28  # u (24 bits) times a total (below 2**29) is exact in float64
 
 
@@ -81,7 +83,7 @@ def nucleus_mask(sorted_masses: torch.Tensor, nuclei: torch.Tensor) -> torch.Ten
     A token is kept while the mass strictly before it is below the nucleus value; the top token is
     always kept and a nucleus of 1 or more keeps every token.
     """
-    before = torch.cumsum(sorted_masses, dim=-1) - sorted_masses
+    before = row_cumsum(sorted_masses) - sorted_masses
     keep = (before < nucleus_limits(nuclei).unsqueeze(-1)) | (nuclei >= 1).unsqueeze(-1)
     keep[..., 0] = True
     return keep
@@ -90,7 +92,7 @@ def nucleus_mask(sorted_masses: torch.Tensor, nuclei: torch.Tensor) -> torch.Ten
 def inverse_cdf_pick(kept_masses: torch.Tensor, uniforms) -> torch.Tensor:
     """Position of the first entry whose cumulative mass exceeds u times the total (the renormalised
     CDF above u). It always exists and always has mass."""
-    cumulative = torch.cumsum(kept_masses, dim=-1)
+    cumulative = row_cumsum(kept_masses)
     uniforms = torch.as_tensor(uniforms, device=kept_masses.device).expand(cumulative.shape[:-1])
     exceeds = cumulative > pick_limits(uniforms, cumulative[..., -1]).unsqueeze(-1)
     return exceeds.to(torch.uint8).argmax(dim=-1)

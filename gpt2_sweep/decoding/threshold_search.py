@@ -15,6 +15,7 @@ once a step, masses in int32 (every total stays below 2**29 + vocabulary / 2, fa
 import torch
 
 from .sampling import MASS_UNIT, RowSettings, Step, nucleus_limits, pick_limits, prepared, step_of
+from .scans import row_cumsum
 
 DIGIT_BITS = 8
 KEY_BITS = {torch.float32: 30, torch.float64: 62}  # the bit patterns of values in [0, 1] fit in these
@@ -32,7 +33,7 @@ def tied_pick(keys, token_masses, limits, value, above):
     tied = keys == value.unsqueeze(-1)
     each = torch.where(tied, token_masses, 0).amax(dim=-1).clamp(min=1)
     rank = (limits - above + each - 1) // each  # 1-based among the tied tokens, in id order
-    return (tied.cumsum(dim=-1, dtype=torch.int32) >= rank.unsqueeze(-1)).to(torch.uint8).argmax(dim=-1)
+    return (row_cumsum(tied, torch.int32) >= rank.unsqueeze(-1)).to(torch.uint8).argmax(dim=-1)
 
 
 def reaching(keys, token_masses, limits, key_bits: int):
@@ -49,7 +50,7 @@ def reaching(keys, token_masses, limits, key_bits: int):
         histogram = torch.zeros(rows, bins + 1, dtype=torch.int32, device=keys.device)
         histogram.scatter_add_(-1, digit.long(), token_masses)
         # Mass at or above each digit, the higher prefixes included: it falls as the digit grows.
-        at_or_above = histogram[:, :bins].flip(-1).cumsum(dim=-1, dtype=torch.int32).flip(-1) + above.unsqueeze(-1)
+        at_or_above = row_cumsum(histogram[:, :bins].flip(-1), torch.int32).flip(-1) + above.unsqueeze(-1)
         chosen = (at_or_above >= limits.unsqueeze(-1)).sum(dim=-1, dtype=torch.int32) - 1
         above = at_or_above.gather(-1, chosen.long().unsqueeze(-1)).squeeze(-1) - histogram.gather(
             -1, chosen.long().unsqueeze(-1)).squeeze(-1)
