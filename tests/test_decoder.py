@@ -110,6 +110,7 @@ def test_the_block_plan_runs_the_whole_batch_where_the_plain_path_is_invariant()
 
 def test_the_inductor_cache_goes_under_the_users_cache_unless_set(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("GPT2_SWEEP_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert persistent_compile_cache() == str(tmp_path / "xdg" / "gpt2_sweep" / "inductor")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "xdg" / "gpt2_sweep" / "inductor")
@@ -119,6 +120,9 @@ def test_the_inductor_cache_goes_under_the_users_cache_unless_set(monkeypatch, t
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert persistent_compile_cache() == str(tmp_path / "home" / ".cache" / "gpt2_sweep" / "inductor")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("GPT2_SWEEP_CACHE", str(tmp_path / "ours"))
+    assert persistent_compile_cache() == str(tmp_path / "ours" / "inductor")
 
 
 INVARIANT_TOKENS = """
@@ -147,7 +151,7 @@ def test_batch_invariant_blocks_run_the_same_compiled_step_whatever_the_process_
     compiles nothing: every graph it needs is in the inductor cache the first one left under
     XDG_CACHE_HOME, so the first ran the blocks through the same static-shape step."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None), env.pop("GPT2_SWEEP_CACHE", None)
 
     def samples(mode):
         done = subprocess.run([sys.executable, "-c", INVARIANT_TOKENS, mode], cwd=REPO, env=env,

@@ -4,7 +4,10 @@ from pathlib import Path
 
 
 def inductor_cache_dir() -> Path:
-    """$XDG_CACHE_HOME/gpt2_sweep/inductor, ~/.cache/gpt2_sweep/inductor without it."""
+    """inductor/ in the package's cache: $GPT2_SWEEP_CACHE (where the converted SmolLM2 goes too), else
+    $XDG_CACHE_HOME/gpt2_sweep, else ~/.cache/gpt2_sweep."""
+    if os.environ.get("GPT2_SWEEP_CACHE"):
+        return Path(os.environ["GPT2_SWEEP_CACHE"]) / "inductor"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "gpt2_sweep" / "inductor"
 
