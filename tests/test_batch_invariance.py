@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 import gpt2_sweep.runner.module
 from conftest import REPO, single_prompt, tiny_gpt2
 from gpt2_sweep.decoding.engines import Engine, decode, generate_static
-from gpt2_sweep.decoding.generation import MIN_DECODE_ROWS, generate
+from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms
 from gpt2_sweep.runner.sweep import run_sweep
 
