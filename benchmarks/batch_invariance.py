@@ -25,7 +25,7 @@ import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
-from gpt2_sweep.decoding.engines import choose_engine, decode  # noqa: E402
+from gpt2_sweep.decoding.engines import choose_engine, decode, decoder_for  # noqa: E402
 from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
 
@@ -35,7 +35,9 @@ def drawn(engine, model, samples, batch, new):
     nuclei = torch.linspace(0.05, 1.0, samples).flip(0)
     prompts, uniforms = one_prompt([start_token(model)], shared_uniforms(0, new), samples, new)
     settings = RowSettings(temperatures, nuclei)
-    return torch.cat([decode(engine, model, prompts.rows(block), settings.rows(block), uniforms[block], new).tokens.cpu()
+    decoder = decoder_for(engine, model)  # one for the run's batches, as the runner keeps it
+    return torch.cat([decode(engine, model, prompts.rows(block), settings.rows(block), uniforms[block], new,
+                             decoder=decoder).tokens.cpu()
                       for block in (slice(first, first + batch) for first in range(0, samples, batch))])
 
 

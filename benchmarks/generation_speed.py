@@ -31,7 +31,7 @@ import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
 from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
-from gpt2_sweep.decoding.engines import choose_engine, decode  # noqa: E402
+from gpt2_sweep.decoding.engines import choose_engine, decode, decoder_for  # noqa: E402
 from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
 
@@ -90,9 +90,12 @@ def main() -> None:
         nuclei = torch.linspace(1e-6, 1.0, batch)
         settings = RowSettings(temperatures, nuclei)
         prompts, uniforms = one_prompt([start], shared_uniforms(0, args.new), batch, args.new)
+        # Kept across the repeats, as a run keeps them across its batches: state, compiled step, CUDA graphs.
+        decoder, invariant_decoder = decoder_for(engine, runner_model), decoder_for(invariant, runner_model)
         runs = {
-            "runner": lambda: decode(engine, runner_model, prompts, settings, uniforms, args.new),
-            "runner_invariant": lambda: decode(invariant, runner_model, prompts, settings, uniforms, args.new),
+            "runner": lambda: decode(engine, runner_model, prompts, settings, uniforms, args.new, decoder=decoder),
+            "runner_invariant": lambda: decode(invariant, runner_model, prompts, settings, uniforms, args.new,
+                                               decoder=invariant_decoder),
             "hf_generate": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
                                                   max_new_tokens=args.new, min_new_tokens=args.new),
             "hf_generate_static": lambda: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.9,

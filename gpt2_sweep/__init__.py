@@ -9,6 +9,11 @@ import os
 # MKL's reproducible mode makes each sample's float32 logits independent of the batch it runs in
 # (see decoding.generation.MIN_DECODE_ROWS). It must be set before MKL's first use.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+# Inductor's kernels cached under the user's cache (unless TORCHINDUCTOR_CACHE_DIR is set), before
+# torch starts the compile workers that read it: later processes start warm.
+from .decoding.compile_cache import persistent_compile_cache  # noqa: E402 - os and pathlib only
+
+persistent_compile_cache()
 
 from .analysis.divergence import Divergence, Pick, first_divergence  # noqa: E402,F401 - light: no torch
 

@@ -5,13 +5,13 @@ from transformers import OPTConfig, OPTForCausalLM
 
 from conftest import single_prompt, tiny_gpt2, tiny_llama
 from reference import SAFE_MARGIN, reference_pick
+from gpt2_sweep.decoding.decoder import AutocastForward, compiled_step
 from gpt2_sweep.decoding.engines import Engine, choose_engine, decode, generate_static
 from gpt2_sweep.decoding.generation import generate
 from gpt2_sweep.decoding.native_models import native_model
 from gpt2_sweep.decoding.prompts import PromptBatch
-from gpt2_sweep.decoding.samplers import compiled_sampler
 from gpt2_sweep.decoding.sampling import RowSettings, sample_step, shared_uniforms
-from gpt2_sweep.decoding.static_decode import DecodeState, bucket, decode_one_token, prefill
+from gpt2_sweep.decoding.static_decode import DecodeState, bucket, prefill
 from gpt2_sweep.decoding.threshold_search import search_step
 
 TEMPERATURES = torch.tensor([0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 0.8])
@@ -103,7 +103,8 @@ MIXED_PROMPTS = PromptBatch.of([[5, 17, 300], [9], [5, 17, 300], [41, 8, 2, 77, 
 @pytest.mark.parametrize("prompts", ["one", "mixed"])
 @pytest.mark.parametrize("family", MODELS)
 def test_the_decode_step_compiles_as_one_graph(family, prompts):
-    """fullgraph=True: no graph break, host synchronisation or data-dependent shape in the step,
+    """The whole step as the decoder compiles it (forward under its autocast wrapper, sampler, writes),
+    with fullgraph=True: no graph break, host synchronisation or data-dependent shape in the step,
     prompts of different lengths included (left-padded, each row with its own start)."""
     model = MODELS[family]()
     vector = shared_uniforms(1, 29)
@@ -114,12 +115,12 @@ def test_the_decode_step_compiles_as_one_graph(family, prompts):
         uniforms = torch.stack([vector[len(prompts.row_ids(row)) - 1:][:new_tokens] for row in range(len(settings))])
     native = native_model(model)
     state = DecodeState.allocate(native, prompts, settings, uniforms, new_tokens, 7, "cpu")
-    step = torch.compile(decode_one_token, fullgraph=True, dynamic=False, backend="aot_eager")
+    step, forward = compiled_step(backend="aot_eager"), AutocastForward(native, "cpu", torch.float32, False)
     max_length = state.tokens.shape[1]
     with torch.inference_mode():
         prefill(native, state)
         for position in range(state.prompt_length, max_length):
-            step(native, state, bucket(position, max_length), search_step)
+            step(forward, state, bucket(position, max_length), search_step)
     expected = generate(model, prompts, settings, uniforms, new_tokens, stop_token_id=7).tokens
     generated = state.tokens[:, state.prompt_length:]
     assert torch.equal(generated[:, :expected.shape[1]], expected)
@@ -139,8 +140,8 @@ def test_the_inductor_compiled_search_follows_the_eager_rule_up_to_its_softmax_r
     """On the same logits: the compiled softmax may differ from the eager one in the last bit, and so
     a whole-number mass by one unit. Tokens and support sizes are then the eager rule's except where u
     or the nucleus value lies within that rounding of a boundary; log-probabilities and entropies agree
-    to float32 rounding. The runner's compiled function, compiled once for every seed (7 rows, as above)."""
-    compiled = compiled_sampler("search")
+    to float32 rounding. Compiled once for every seed (7 rows, as above), static shapes as in the step."""
+    compiled = torch.compile(search_step, fullgraph=True, dynamic=False)
     generator = torch.Generator().manual_seed(0)
     rows, compared = len(SETTINGS), 0
     for seed in range(60):

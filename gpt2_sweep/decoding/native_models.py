@@ -8,11 +8,16 @@ and the attention: keys and values are written at device-side columns, and atten
 first `length` cache columns, a length the decode loop rounds up to a bucket. A row whose prompt is
 shorter than the batch's longest starts its prompt further right (left padding): the cache keeps
 each row's first column, so the row's positions start at 0 there and attention skips the padding.
-Fixed shapes and no host synchronisation, so a step can be compiled or captured as a CUDA graph.
+Fixed shapes and no host synchronisation, so a step can be compiled or captured as a CUDA graph;
+the attention mask is built once per forward, in the dtype attention reads, and grouped-query
+attention reads the cache without repeating it.
 Other model families take the generic loop (generation.py).
 """
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 class StaticCache:
@@ -38,29 +43,59 @@ class StaticCache:
             return columns
         return (columns - self.starts[first_row:first_row + count].unsqueeze(-1)).clamp(min=0)
 
-    def attend(self, layer, query, key, value, columns, length, scale, first_row=0):
+    def attention_mask(self, columns, length, first_row, count) -> torch.Tensor:
+        """What each query column of `count` rows from first_row sees among the first `length` cache
+        columns, as an additive mask in the cache's dtype (the one attention reads in): the columns at
+        or before it, from the row's start on (a padding column sees itself only: no row of the
+        softmax is empty). Built once per forward, shared by every layer."""
+        cached = torch.arange(length, device=columns.device)
+        visible = (cached <= columns.unsqueeze(-1)).view(1, 1, len(columns), length)
+        if self.starts is not None:
+            starts = self.starts[first_row:first_row + count].view(-1, 1, 1, 1)
+            visible = visible & ((cached >= starts) | (cached == columns.unsqueeze(-1)))
+        blocked = torch.tensor(float("-inf"), dtype=self.keys.dtype, device=columns.device)
+        return torch.where(visible, torch.zeros((), dtype=self.keys.dtype, device=columns.device), blocked)
+
+    def attend(self, layer, query, key, value, columns, mask, scale, first_row=0):
         """Write this step's keys and values at `columns` (of the rows from `first_row` on, one per
-        query row), then attend from each query column to the cached columns at or before it, among
-        the first `length`, from the row's start on (a padding column sees itself only: no row of
-        the softmax is empty)."""
-        rows = slice(first_row, first_row + len(query))
+        query row), then attend from each query column to the first mask.shape[-1] cached columns
+        through `mask` (attention_mask's)."""
+        rows, length = slice(first_row, first_row + len(query)), mask.shape[-1]
         # Under autocast, keys may come in float32 (Llama's rotary promotes them) while attention reads
         # them in autocast's dtype, the cache's: stored as it will read them.
         self.keys[layer, rows].index_copy_(2, columns, key.to(self.keys.dtype))
         self.values[layer, rows].index_copy_(2, columns, value.to(self.values.dtype))
         keys, values = self.keys[layer, rows, :, :length], self.values[layer, rows, :, :length]
-        cached = torch.arange(keys.shape[-2], device=query.device)
-        visible = cached <= columns.unsqueeze(-1)
-        if self.starts is not None:
-            starts = self.starts[rows].view(-1, 1, 1, 1)
-            visible = visible & ((cached >= starts) | (cached == columns.unsqueeze(-1)))
-        return F.scaled_dot_product_attention(query, keys, values, attn_mask=visible, scale=scale,
-                                              enable_gqa=query.shape[1] != key.shape[1])
+        return grouped_attention(query, keys, values, mask, scale)
 
     def take_prefix(self, prefix: "StaticCache", of_row: torch.Tensor, length: int) -> None:
         """Every row's first `length` columns from row of_row[row] of `prefix` (the prompts' cache)."""
         self.keys[:, :, :, :length] = prefix.keys[:, :, :, :length].index_select(1, of_row)
         self.values[:, :, :, :length] = prefix.values[:, :, :, :length].index_select(1, of_row)
+
+
+def grouped_attention(query, keys, values, mask, scale):
+    """SDPA of query (batch, heads, q, dim) over keys and values (batch, kv heads, length, dim). With
+    fewer kv heads (grouped-query attention), each kv head's query heads are folded into its query
+    positions, (batch, kv heads, group * q, dim): the cache is read as it is, never repeated."""
+    batch, count, positions, dim = query.shape
+    groups = count // keys.shape[1]
+    if groups == 1:
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale)
+    folded = query.reshape(batch, keys.shape[1], groups * positions, dim)
+    if positions > 1:  # each folded position keeps its own column's mask (one column broadcasts)
+        mask = mask.unsqueeze(2).expand(*mask.shape[:2], groups, *mask.shape[2:]).flatten(2, 3)
+    attended = F.scaled_dot_product_attention(folded, keys, values, attn_mask=mask, scale=scale)
+    return attended.view(batch, count, positions, dim)
+
+
+def fast_attention(dtype: torch.dtype):
+    """SDPA limited to its fused kernels (flash, memory-efficient, cuDNN), so that a fall-back to the
+    math path (an upcast copy of every key and value) fails loudly instead of running slowly; float64,
+    which only the math path takes on CUDA, is left to SDPA's choice."""
+    if dtype == torch.float64:
+        return nullcontext()
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION])
 
 
 def heads(x, count):
@@ -93,11 +128,12 @@ class NativeGPT2:
     def __call__(self, ids, columns, cache, length, first_row=0):
         body = self.body
         x = body.wte(ids) + body.wpe(cache.positions(columns, first_row, len(ids)))
+        mask = cache.attention_mask(columns, length, first_row, len(ids))
         for layer, block in enumerate(body.h):
             attention = block.attn
             query, key, value = attention.c_attn(block.ln_1(x)).split(attention.split_size, dim=-1)
             attended = cache.attend(layer, heads(query, self.heads), heads(key, self.heads),
-                                    heads(value, self.heads), columns, length, attention.scaling, first_row)
+                                    heads(value, self.heads), columns, mask, attention.scaling, first_row)
             x = x + attention.c_proj(merged(attended))
             x = x + block.mlp(block.ln_2(x))
         return self.model.get_output_embeddings()(body.ln_f(x[:, -1]))
@@ -136,13 +172,14 @@ class NativeLlama:
             angles = angles.unsqueeze(1)
         cos = (angles.cos() * rotary.attention_scaling).to(x.dtype)
         sin = (angles.sin() * rotary.attention_scaling).to(x.dtype)
+        mask = cache.attention_mask(columns, length, first_row, len(ids))
         for layer, block in enumerate(body.layers):
             attention = block.self_attn
             h = block.input_layernorm(x)
             query = rotated(heads(attention.q_proj(h), self.heads), cos, sin)
             key = rotated(heads(attention.k_proj(h), self.kv_heads), cos, sin)
             attended = cache.attend(layer, query, key, heads(attention.v_proj(h), self.kv_heads), columns,
-                                    length, attention.scaling, first_row)
+                                    mask, attention.scaling, first_row)
             x = x + attention.o_proj(merged(attended))
             x = x + block.mlp(block.post_attention_layernorm(x))
         return self.model.get_output_embeddings()(body.norm(x[:, -1]))

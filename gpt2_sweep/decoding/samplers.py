@@ -14,9 +14,12 @@ from .sampling import sample_step
 from .threshold_search import search_step
 
 SAMPLERS = ("sort", "search", "triton")
-# runtime.sampler=auto in the static loop. The full sort until a GPU measurement of the three
-# (benchmarks/sampler_speed.py) says which is fastest; that measurement changes this constant.
-AUTO_SAMPLER = "sort"
+# runtime.sampler=auto in the compiled static loop, from benchmarks/sampler_speed.py on one H200
+# (torch 2.11, triton 3.6, float32 logits, vocabulary 50,257, 2026-11-30; README, GPUs), ms a step at
+# batch 4 / 64 / 512 / 2048: triton 1.3 / 1.1 / 3.1 / 9.9, sort - / - / 3.5 / 13.1 and search - / - /
+# 8.2 / 30.0 (-: inductor failed on the cumulative sums then, see scans.py). On the CPU (compiled
+# only with runtime.compile=true) triton runs only under its interpreter: see the CPU speed table.
+AUTO_SAMPLER = {"cuda": "triton", "cpu": "sort"}
 # The eager static loop's step under auto: the top candidates decide most rows without a whole sort.
 CANDIDATES = "top candidates, else a full sort"
 
@@ -30,11 +33,12 @@ def sampler_step(name: str):
     return {"sort": sample_step, "search": search_step}[name]
 
 
-def chosen_sampler(setting: str, compiled: bool) -> str:
-    """The sampler runtime.sampler=`setting` takes in the static loop, compiled or eager."""
+def chosen_sampler(setting: str, compiled: bool, cuda: bool = False) -> str:
+    """The sampler runtime.sampler=`setting` takes in the static loop, compiled or eager, on CUDA or
+    the CPU."""
     if setting != "auto":
         return setting
-    return AUTO_SAMPLER if compiled else CANDIDATES
+    return AUTO_SAMPLER["cuda" if cuda else "cpu"] if compiled else CANDIDATES
 
 
 _compiled = {}
@@ -48,10 +52,7 @@ def compiled_sampler(name: str):
     return _compiled[name]
 
 
-def step_function(name: str, compiled: bool):
-    """What the static loop calls each step for the sampler `name` (a chosen_sampler result)."""
-    if name == CANDIDATES:
-        if compiled:
-            raise ValueError("the top candidates ask the host which rows they decide: not compilable")
-        return candidate_step
-    return compiled_sampler(name) if compiled else sampler_step(name)
+def step_function(name: str):
+    """What the static loop's step calls for the sampler `name` (a chosen_sampler result), uncompiled:
+    compiled, the step compiles it with the rest of the step."""
+    return candidate_step if name == CANDIDATES else sampler_step(name)

@@ -5,15 +5,16 @@ longest, and copies its cache to the rows that continue it; decode_one_token for
 last token, samples the next with the run's sampler (samplers.py) and writes token and statistics
 into buffers allocated up front, the position kept on the device: no host synchronisation and no
 data-dependent shape, whatever the prompts' lengths. On CUDA each step is replayed from a CUDA graph
-captured once per attention length bucket; decode_n_tokens drives it.
+captured once per attention length bucket; decode_n_tokens drives it. decoder.py keeps all of it
+across a run's batches.
 """
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from .native_models import StaticCache
 from .prompts import PromptBatch
-from .sampling import RowSettings, Step
+from .sampling import RowSettings
 from .threshold_search import search_step
 
 BUCKET = 64          # attention reads the cache up to the next multiple of this many positions
@@ -22,7 +23,8 @@ CHECK_EVERY = 16     # with a stop token, steps between looks at whether every r
 
 @dataclass
 class DecodeState:
-    """Everything a step reads and writes, allocated once per batch. Prompts shorter than the
+    """Everything a step reads and writes, allocated once per batch shape (refill takes the next
+    batch of that shape). Prompts shorter than the
     longest are left-padded: every row's first generated token is at column prompt_length."""
 
     tokens: torch.Tensor         # (batch, prompt length + new tokens): the padded prompts, then each row's picks
@@ -57,6 +59,20 @@ class DecodeState:
                    settings=settings.to(device), uniforms=uniforms.to(device),
                    cache=new_cache(native, batch, prompt_length + new_tokens, device, starts, cache_dtype),
                    prompts=prompts, prompt_length=prompt_length, stop_token_id=stop_token_id)
+
+    def refill(self, prompts: PromptBatch, settings: RowSettings, uniforms) -> None:
+        """Another batch of the same layout into the same buffers, for the same compiled step and
+        CUDA graphs (they read these addresses); the cache is rewritten as the batch goes."""
+        padded, _ = prompts.left_padded()
+        self.tokens[:, :self.prompt_length] = padded.index_select(0, prompts.of_row).to(self.tokens.device)
+        for field in fields(settings):
+            if getattr(settings, field.name) is not None:
+                getattr(self.settings, field.name).copy_(getattr(settings, field.name))
+        self.uniforms.copy_(uniforms)
+        if self.cache.starts is not None:
+            self.cache.starts.copy_(row_starts(prompts))
+        self.prompts = prompts
+        self.restart()
 
     def restart(self) -> None:
         """Back to the first generated position (after warm-up steps); the cache is rewritten as it goes."""
@@ -96,20 +112,12 @@ def prefill(native, state: DecodeState) -> None:
     state.cache.take_prefix(prefix, prompts.of_row.to(device), before_last)
 
 
-def decode_one_token(native, state: DecodeState, length: int, sample=search_step, block_rows=None) -> None:
+def decode_one_token(native, state: DecodeState, length: int, sample=search_step) -> None:
     """Forward each row's last token, pick the next at the row's uniform of the step, write both
-    and the step's statistics, advance the position; attention reads `length` cache columns.
-
-    With block_rows, every kernel runs on blocks of exactly that many rows, so that the library
-    picks one algorithm whatever the batch: a row's rounding, and so its tokens, do not depend on
-    the batch it sits in (the batch is a multiple of block_rows)."""
+    and the step's statistics, advance the position; attention reads `length` cache columns."""
     previous, column = state.position - 1, state.position - state.prompt_length
     inputs, uniforms = state.tokens.index_select(1, previous), state.uniforms.index_select(1, column).squeeze(1)
-    size = block_rows or len(inputs)
-    blocks = [sample(native(inputs[first:first + size], previous, state.cache, length, first),
-                     state.settings.rows(slice(first, first + size)), uniforms[first:first + size])
-              for first in range(0, len(inputs), size)]
-    step = blocks[0] if len(blocks) == 1 else Step(*map(torch.cat, zip(*map(astuple, blocks))))
+    step = sample(native(inputs, previous, state.cache, length), state.settings, uniforms)
     tokens = step.tokens
     if state.stop_token_id is not None:
         tokens = torch.where(state.finished, state.stop_token_id, tokens)

@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from ..decoding.engines import choose_engine, compute_dtype, decode
+from ..decoding.engines import choose_engine, compute_dtype, decode, decoder_for
 from ..decoding.generation import Generated
 from ..decoding.prompts import PromptBatch
 from ..decoding.sampling import RowSettings
@@ -38,13 +38,14 @@ class SampleIndices(Dataset):
 
 
 def decode_rows(engine, model, study: Study, vectors, settings: RowSettings, samples: torch.Tensor,
-                stop_token_id=None, on_step=None) -> Generated:
+                stop_token_id=None, on_step=None, decoder=None) -> Generated:
     """The study's `samples` (generated tokens only), rows in the order of `samples`, in one decode call:
-    rows of different prompts and draws side by side, each distinct prompt's prefix computed once."""
+    rows of different prompts and draws side by side, each distinct prompt's prefix computed once.
+    decoder: engines.decoder_for's, kept across batches."""
     groups = study.group_of(samples)
     prompts = PromptBatch.of([study.groups[group].ids for group in groups.tolist()])
     return decode(engine, model, prompts, settings.rows(samples), study.row_uniforms(vectors, groups),
-                  study.new_tokens, stop_token_id, on_step=on_step)
+                  study.new_tokens, stop_token_id, on_step=on_step, decoder=decoder)
 
 
 class SamplingModule(L.LightningModule):
@@ -59,6 +60,7 @@ class SamplingModule(L.LightningModule):
         self.max_rows = None  # set after an out-of-memory error
         self.compile_setting, self.batch_invariant, self.sampler = compile_setting, batch_invariant, sampler
         self.engine = None  # chosen on the first batch, once the model is on its device
+        self.decoder = None  # the engine's, kept across batches: its decode state and compiled step are reused
         self.compute_dtype = None  # read in the first batch, under the precision's context
         self.done = done  # samples an earlier run of this dir drew (its shards)
         self.progress = None
@@ -98,9 +100,11 @@ class SamplingModule(L.LightningModule):
             return Generated.cat(parts, pad_token=self.stop_token_id or 0)
         self.engine = self.engine or choose_engine(self.model, self.compile_setting, self.batch_invariant,
                                                    self.sampler)
+        self.decoder = self.decoder or decoder_for(self.engine, self.model)
         try:
             return decode_rows(self.engine, self.model, self.study, self.vectors, self.settings, indices,
-                               self.stop_token_id, on_step=self.step_done if self.progress else None).cpu()
+                               self.stop_token_id, on_step=self.step_done if self.progress else None,
+                               decoder=self.decoder).cpu()
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not out_of_memory(error):
                 raise
@@ -108,6 +112,7 @@ class SamplingModule(L.LightningModule):
                 raise UsageError(f"out of memory with one sample in a batch ({one_line(error)}): a shorter "
                                  "max_length, fewer samples or a machine with more memory") from None
             self.max_rows = (len(indices) + 1) // 2
+            self.decoder = None  # its state was sized for the failed batch
         # Retried outside the except block, so that the failed attempt's tensors are freed first.
         log.warning(f"Out of memory with {len(indices)} samples in a batch: continuing with at most "
                     f"{self.max_rows}")
