@@ -19,6 +19,7 @@ Prints one table and writes it as JSON (--json, default benchmarks/results-<devi
 import argparse
 import copy
 import json
+import re
 import platform
 import sys
 import time
@@ -41,16 +42,31 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def best_time(run, device: str, repeats: int) -> float:
+def best_time(run, device: str, repeats: int) -> tuple[float, float]:
+    """(best seconds of `repeats` calls, seconds of the first call: compiles and captures included)."""
+    start = time.perf_counter()
     run()  # warm-up
     synchronize(device)
+    first = time.perf_counter() - start
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return best
+    return best, first
+
+
+def attention_kernels(run, device: str) -> list[str]:
+    """The attention kernels one call ran, by name (which of SDPA's backends, or none of them)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profile:
+        run()
+        synchronize(device)
+    pattern = re.compile(r"fmha|flash|attention|cudnn|sdpa|efficient", re.IGNORECASE)
+    return sorted({event.name[:120] for event in profile.events() if pattern.search(event.name)})
 
 
 def peak_memory(device: str) -> int | None:
@@ -84,7 +100,8 @@ def main() -> None:
     by_sampler = {name: choose_engine(runner_model, static, sampler=name) for name in samplers}
     print(f"runner engine: {engine.describe()}", flush=True)
     rows = []
-    for batch in (int(b) for b in args.batches.split(",")):
+    batches = [int(b) for b in args.batches.split(",")]
+    for batch in batches:
         ids = torch.full((batch, 1), start, device=device)
         temperatures = torch.linspace(1e-6, 1.2, batch)
         nuclei = torch.linspace(1e-6, 1.0, batch)
@@ -110,9 +127,12 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             try:
-                seconds = best_time(runs[peer], device, args.repeats)
+                seconds, first = best_time(runs[peer], device, args.repeats)
                 row = {"peer": peer, "batch": batch, "tokens_per_s": round(batch * args.new / seconds, 1),
-                       "seconds": round(seconds, 4), "peak_memory_bytes": peak_memory(device)}
+                       "seconds": round(seconds, 4), "first_call_s": round(first, 2),
+                       "peak_memory_bytes": peak_memory(device)}
+                if peer == "runner" and batch == batches[0]:
+                    row["attention_kernels"] = attention_kernels(runs[peer], device)
             except Exception as error:  # noqa: BLE001 - a peer that fails is reported, not hidden
                 row = {"peer": peer, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
             print(json.dumps(row), flush=True)

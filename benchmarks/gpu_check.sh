@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The GPU check (make bench-gpu [PARTS="a1 a2 b c d"]), in parts that each end within 4 minutes on an
+# The GPU check (make bench-gpu [PARTS="a1 a2 b c d p"]), in parts that each end within 4 minutes on an
 # H100/H200, start-up included, each writing JSON to $OUT (the device tool's folder) or
 # benchmarks/gpu-results:
 #   a1, a2  run.py end to end with devices=gpu: GPT-2's shape in bf16-true and bf16-mixed, compile on
 #           and off (a1); SmolLM2's shape in bf16-true and 16-mixed, DDP with one rank, a study (a2)
 #   b       the token check of both loops against the rule in float64
-#   c       the speed table at batch 4 / 64 / 512 / 2048, every sampler, generate() dynamic and static
-#           beside it, peak memory, compile time, the attention backend; the anchors' peers after it
+#   c       each sampler alone (sampler_speed.py), then the speed table at batch 4 / 64 / 512 / 2048 x 128
+#           new tokens: the runner (auto), with the sort sampler, batch-invariant, generate() dynamic
+#           and static beside it, peak memory, first-call (compile) time, the attention kernels that
+#           ran; the anchors' peers after it (part p, when .anchors/ is there)
 #   d       how many samples stay identical across batch sizes, runtime.batch_invariant off and on
 # Usage: bash benchmarks/gpu_check.sh [PART ...]   (no part: all of them, one after the other)
 # Wheels the GPU image lacks are taken from .whl/ when it is there (../shared/device/wheels.sh .whl),
@@ -21,7 +23,7 @@ if [ -d .whl ]; then
 fi
 export PYTHONUNBUFFERED=1
 tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}  # missing: gpu_runs.py takes the bundled SmolLM2's
-parts=${*:-a1 a2 b c d}
+parts=${*:-a1 a2 b c d p}
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
 
@@ -39,16 +41,19 @@ for p in $parts; do
   case $p in
     a1) part a1 python3 benchmarks/gpu_runs.py --tokenizer-dir "$tokenizer" --group gpt2 --json "$out/runs-gpt2.json" ;;
     a2) part a2 python3 benchmarks/gpu_runs.py --tokenizer-dir "$tokenizer" --group llama --json "$out/runs-llama.json" ;;
-    b) part b python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64 --new 128 \
-         --json "$out/check-tokens.json" ;;
-    c) part c python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16 \
-         --repeats 1 --json "$out/speed.json"
-       if [ -f .anchors/peer_speed.py ]; then
-         part c-anchors python3 .anchors/peer_speed.py --device cuda --batches 4,64,512,2048 --new 256 --dtype bf16
+    b) part b python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64 --new 64 \
+         --samplers triton,sort,search --json "$out/check-tokens.json" ;;
+    c) part c-samplers python3 benchmarks/sampler_speed.py --device cuda --batches 4,64,512,2048 --repeats 5 \
+         --json "$out/sampler-speed.json"
+       part c python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 128 --dtype bf16 \
+         --repeats 1 --samplers sort --json "$out/speed.json"
+;;
+    p) if [ -f .anchors/peer_speed.py ]; then
+         part p python3 .anchors/peer_speed.py --device cuda --batches 4,64,512,2048 --new 128 --dtype bf16
        fi ;;
-    d) part d python3 benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 1024 --batches 1024,64,16 \
-         --new 64 --json "$out/batch-invariance.json" ;;
-    *) echo "unknown part $p (allowed: a1 a2 b c d)" >&2; exit 2 ;;
+    d) part d python3 benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 512 --batches 512,64,16 \
+         --new 48 --json "$out/batch-invariance.json" ;;
+    *) echo "unknown part $p (allowed: a1 a2 b c d p)" >&2; exit 2 ;;
   esac
 done
 exit $status
