@@ -6,9 +6,9 @@
 #           and off (a1); SmolLM2's shape in bf16-true and 16-mixed, DDP with one rank, a study (a2)
 #   b       the token check of both loops against the rule in float64
 #   c       each sampler alone (sampler_speed.py), then the speed table at batch 4 / 64 / 512 / 2048 x 128
-#           new tokens: the runner (auto), with the sort sampler, batch-invariant, generate() dynamic
-#           and static beside it, peak memory, first-call (compile) time, the attention kernels that
-#           ran; the anchors' peers after it (part p, when .anchors/ is there)
+#           new tokens: the runner (auto: triton), generate() dynamic and static beside it, peak
+#           memory, first-call (compile) time, the attention kernels that ran
+#   p       the anchors' peers (../shared/anchors/peer_speed.py copied into .anchors/), if there
 #   d       how many samples stay identical across batch sizes, runtime.batch_invariant off and on
 # Usage: bash benchmarks/gpu_check.sh [PART ...]   (no part: all of them, one after the other)
 # Wheels the GPU image lacks are taken from .whl/ when it is there (../shared/device/wheels.sh .whl),
@@ -46,7 +46,7 @@ for p in $parts; do
     c) part c-samplers python3 benchmarks/sampler_speed.py --device cuda --batches 4,64,512,2048 --repeats 5 \
          --json "$out/sampler-speed.json"
        part c python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 128 --dtype bf16 \
-         --repeats 1 --samplers sort --json "$out/speed.json"
+         --repeats 1 --peers runner,hf_generate,hf_generate_static --json "$out/speed.json"
 ;;
     p) if [ -f .anchors/peer_speed.py ]; then
          part p python3 .anchors/peer_speed.py --device cuda --batches 4,64,512,2048 --new 128 --dtype bf16
