@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check (make bench-gpu [PARTS="a1 a2 b c d p"]), in parts that each end within 4 minutes on an
+# The GPU check (make bench-gpu [PARTS="a1 a2 b b2 c d p"]), in parts that each end within 4 minutes on an
 # H100/H200, start-up included, each writing JSON to $OUT (the device tool's folder) or
 # benchmarks/gpu-results:
 #   a1, a2  run.py end to end with devices=gpu: GPT-2's shape in bf16-true and bf16-mixed, compile on
 #           and off (a1); SmolLM2's shape in bf16-true and 16-mixed, DDP with one rank, a study (a2)
-#   b       the token check of both loops against the rule in float64
+#   b       the token check of both loops against the rule in float64, the static loop with the triton
+#           sampler (auto on CUDA); b2: the static loop with the sort and search samplers. Each
+#           (sampler, batch) compiles the whole step twice (recorded, then captured): about 35 s a
+#           compile on an H200, so all three samplers in one part ran past 215 s there (2026-11-30)
 #   c       each sampler alone (sampler_speed.py), then the speed table at batch 4 / 64 / 512 / 2048 x 128
 #           new tokens: the runner (auto: triton), generate() dynamic and static beside it, peak
 #           memory, first-call (compile) time, the attention kernels that ran
@@ -23,7 +26,7 @@ if [ -d .whl ]; then
 fi
 export PYTHONUNBUFFERED=1
 tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}  # missing: gpu_runs.py takes the bundled SmolLM2's
-parts=${*:-a1 a2 b c d p}
+parts=${*:-a1 a2 b b2 c d p}
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
 
@@ -42,7 +45,9 @@ for p in $parts; do
     a1) part a1 python3 benchmarks/gpu_runs.py --tokenizer-dir "$tokenizer" --group gpt2 --json "$out/runs-gpt2.json" ;;
     a2) part a2 python3 benchmarks/gpu_runs.py --tokenizer-dir "$tokenizer" --group llama --json "$out/runs-llama.json" ;;
     b) part b python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 4,64 --new 64 \
-         --samplers triton,sort,search --json "$out/check-tokens.json" ;;
+         --samplers triton --json "$out/check-tokens.json" ;;
+    b2) part b2 python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 64 --new 64 --loops static \
+         --samplers sort,search --json "$out/check-tokens-sort-search.json" ;;
     c) part c-samplers python3 benchmarks/sampler_speed.py --device cuda --batches 4,64,512,2048 --repeats 5 \
          --json "$out/sampler-speed.json"
        part c python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 128 --dtype bf16 \
@@ -53,7 +58,7 @@ for p in $parts; do
        fi ;;
     d) part d python3 benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 512 --batches 512,64,16 \
          --new 48 --json "$out/batch-invariance.json" ;;
-    *) echo "unknown part $p (allowed: a1 a2 b c d p)" >&2; exit 2 ;;
+    *) echo "unknown part $p (allowed: a1 a2 b b2 c d p)" >&2; exit 2 ;;
   esac
 done
 exit $status
