@@ -33,10 +33,9 @@ from .shards import SHARD_DIR, Shards, check_identity, clear, remove_temporary_f
 from .study import Study
 
 log = logging.getLogger(__name__)
-# batch_size=null on the CPU. Bigger batches measured no faster on two cores: 40 prompts x 8 settings
-# of SmolLM2 (16 new tokens, one process, a shared machine) decoded at 48 tokens/s in batches of 128
-# and 46 in one of 320, and slower in batches of 64. A batch also bounds the memory (KV cache and
-# sampling buffers per row) and is the unit a killed run resumes from.
+# batch_size=null on the CPU. Bigger batches measured slower on two cores, for a study and for one
+# prompt (SmolLM2, 320 and 800 samples: README, "How it scales"); a batch also bounds the memory (KV
+# cache and sampling buffers per row) and is the unit a killed run resumes from.
 CPU_BATCH_ROWS = 128
 CHUNK_ROWS = 1024  # a study's samples.parquet is written this many rows (whole groups) at a time
 UNIFORMS_RULE = ("gpt2_sweep.decoding.sampling.sample_uniforms(seed, prompt_index, draw, "
