@@ -199,14 +199,15 @@ def test_a_cpu_run_that_cannot_fit_in_memory_is_refused_before_the_model_loads(t
                  "max_length=50"]  # 10,000 samples: each row's buffers at once need about 0.3 GiB
     monkeypatch.setattr(gpt2_sweep.runner.sweep, "available_memory", lambda: 2**28)  # 256 MiB
     with pytest.raises(UsageError) as refused:
-        run_sweep(compose_config(*overrides), tmp_path)
+        run_sweep(compose_config(*overrides, "batch_size=10000"), tmp_path)
     line = str(refused.value)
-    assert line.startswith("10,000 samples of 49 new tokens (all at once) need about ") and "\n" not in line
+    assert line.startswith("10,000 samples of 49 new tokens (batch_size=10000) need about ") and "\n" not in line
     assert "this machine has 0.2 GiB available: batch_size=" in line and " fits " in line, line
-    fitting = int(line.split("batch_size=")[1].split()[0].replace(",", ""))
+    fitting = int(line.split("available: batch_size=")[1].split()[0].replace(",", ""))
     assert 1 <= fitting < 10_000
     monkeypatch.setattr(gpt2_sweep.runner.sweep, "available_memory", lambda: 2**20)  # 1 MiB: not the results
-    with pytest.raises(UsageError, match=r"their results alone \(.* GiB\) do not fit: fewer samples"):
+    with pytest.raises(UsageError, match=r"^10,000 samples of 49 new tokens \(batch_size=null: 128 at once\) need "
+                                         r".* their results alone \(.* GiB\) do not fit: fewer samples"):
         run_sweep(compose_config(*overrides), tmp_path)
     assert list(tmp_path.iterdir()) == []
 

@@ -72,6 +72,15 @@ def test_a_resumed_run_draws_only_what_is_missing_and_writes_the_uninterrupted_a
     assert without_time(artifact(stopped)) == without_time(artifact(tmp_path / "whole"))
 
 
+def test_batch_size_null_on_the_cpu_draws_a_bounded_batch_at_a_time(tiny_model_dir, tmp_path, monkeypatch):
+    rows = []
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
+    run_sweep(compose_config(f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=300", "max_length=4",
+                             "print_samples=0"), tmp_path)
+    assert rows == [128, 128, 44]
+    assert artifact(tmp_path)["metadata"]["batch_size"] == 128
+
+
 def test_shards_of_another_config_are_refused_unless_overwrite(tiny_model_dir, tmp_path, monkeypatch):
     overrides = one_prompt(tiny_model_dir)
     shards = stopped_after_two_batches(overrides, tmp_path, monkeypatch)

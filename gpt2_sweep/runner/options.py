@@ -135,7 +135,7 @@ def read_options(cfg) -> RunOptions:
                          "length in tokens (at least 2)")
     batch_size = cfg.get("batch_size")
     if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
-        raise UsageError(f"batch_size={batch_size!r} is not allowed: null (all samples at once) or an integer >= 1")
+        raise UsageError(f"batch_size={batch_size!r} is not allowed: null (128 on the CPU, what fits on a GPU) or an integer >= 1")
     seed = cfg.get("seed")
     if not is_int(seed) or not 0 <= seed < 2**64:
         raise UsageError(f"seed={seed!r} is not allowed: an integer from 0 to 2**64 - 1")

@@ -36,6 +36,10 @@ from .tracking import log_run
 from .trackers import check_logger
 
 log = logging.getLogger(__name__)
+# batch_size=null on the CPU. Bigger batches measured slower on two cores, for a study and for one
+# prompt (SmolLM2, 320 and 800 samples: README, "How it scales"); a batch also bounds the memory (KV
+# cache and sampling buffers per row) and is the unit a killed run resumes from.
+CPU_BATCH_ROWS = 128
 CHUNK_ROWS = 1024  # a study's samples.parquet is written this many rows (whole groups) at a time
 UNIFORMS_RULE = ("gpt2_sweep.decoding.sampling.sample_uniforms(seed, prompt_index, draw, "
                  "prompt_tokens + max_new_tokens - 1); new token k reads u[prompt_tokens + k - 1]")
@@ -280,11 +284,11 @@ def check_cpu_memory(model_config, options: RunOptions, num_samples: int, length
     processes = trainer_args["devices"] if isinstance(trainer_args["devices"], int) else len(trainer_args["devices"])
     memory = cpu_memory(model_config, parameter_count(model_config), num_samples, length, new_tokens,
                         run_dtype(trainer_args["precision"]), processes)
-    batch_size = min(options.batch_size or num_samples, -(-num_samples // processes))
+    batch_size = min(options.batch_size or CPU_BATCH_ROWS, -(-num_samples // processes))
     if memory.needed(batch_size) <= available * HEADROOM:
         return
     fitting = memory.fitting_batch_size(available)
-    batch = "all at once" if options.batch_size is None else f"batch_size={options.batch_size}"
+    batch = f"batch_size={options.batch_size or f'null: {batch_size:,} at once'}"
     shown = (f"{num_samples:,} samples of {new_tokens:,} new tokens ({batch}) need about "
              f"{gib(memory.needed(batch_size))} of memory; this machine has {gib(available)} available")
     if fitting >= 1:
@@ -367,9 +371,9 @@ def predict(trainer, module, loader) -> None:
 
 
 def default_batch_size(model, num_samples: int, max_length: int, trainer_args: dict) -> int:
-    """batch_size=null: every sample at once, except on GPUs, where what fits in memory."""
+    """batch_size=null: on GPUs what fits in memory; elsewhere CPU_BATCH_ROWS samples at a time."""
     if trainer_args["accelerator"] != "gpu":
-        return num_samples
+        return min(num_samples, CPU_BATCH_ROWS)
     return gpu_batch_size(model, num_samples, max_length, trainer_args["devices"],
                           run_dtype(trainer_args["precision"]))
 
