@@ -95,7 +95,7 @@ def test_the_engine_names_the_sampler_runtime_sampler_chose(caplog):
     from gpt2_sweep.decoding.engines import choose_engine
 
     model = tiny_gpt2(500)
-    assert choose_engine(model, True).sampler == "sort"  # auto, until a GPU measurement picks another
+    assert choose_engine(model, True).sampler == "search"  # auto on the CPU: the faster there, measured
     assert [choose_engine(model, True, sampler=name).sampler for name in SAMPLERS] == list(SAMPLERS)
     generic = choose_engine(model, False, sampler="search")  # the CPU's eager loop: the generic one
     assert generic.sampler == "top candidates, else a full sort" and "runtime.sampler=search" in caplog.text

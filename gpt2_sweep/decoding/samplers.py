@@ -14,12 +14,13 @@ from .sampling import sample_step
 from .threshold_search import search_step
 
 SAMPLERS = ("sort", "search", "triton")
-# runtime.sampler=auto in the compiled static loop, from benchmarks/sampler_speed.py on one H200
-# (torch 2.11, triton 3.6, float32 logits, vocabulary 50,257, 2026-11-30; README, GPUs), ms a step at
-# batch 4 / 64 / 512 / 2048: triton 1.3 / 1.1 / 3.1 / 9.9, sort - / - / 3.5 / 13.1 and search - / - /
-# 8.2 / 30.0 (-: inductor failed on the cumulative sums then, see scans.py). On the CPU (compiled
-# only with runtime.compile=true) triton runs only under its interpreter: see the CPU speed table.
-AUTO_SAMPLER = {"cuda": "triton", "cpu": "sort"}
+# runtime.sampler=auto in the compiled static loop, as measured. CUDA: benchmarks/sampler_speed.py on
+# one H200 (torch 2.11, triton 3.6, float32 logits, vocabulary 50,257, 2026-11-30; README, GPUs), ms a
+# step at batch 4 / 64 / 512 / 2048: triton 1.3 / 1.1 / 3.1 / 9.9, sort - / - / 3.5 / 13.1, search
+# - / - / 8.2 / 30.0 (-: inductor failed on the cumulative sums then, see scans.py). CPU
+# (runtime.compile=true): benchmarks/generation_speed.py, the whole loop at batch 4 / 64, 2 cores,
+# 2026-11-30: search 74 / 154 tokens/s, sort 62 / 114 (triton runs there only under its interpreter).
+AUTO_SAMPLER = {"cuda": "triton", "cpu": "search"}
 # The eager static loop's step under auto: the top candidates decide most rows without a whole sort.
 CANDIDATES = "top candidates, else a full sort"
 
