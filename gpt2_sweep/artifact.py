@@ -184,13 +184,22 @@ def sample_settings(sample: dict) -> dict:
     return {key: value for key, value in sample.items() if key not in SAMPLE_FIELDS}
 
 
-def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """'key: old -> new' for each leaf that differs, keys dotted."""
+MISSING = object()
+
+
+def config_differences(old: dict, new: dict, prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """'key: old -> new' for each leaf that differs, keys dotted. A key the old config lacks (a key
+    added to the package since it was written) does not differ where the new config holds its
+    default from `defaults`: the old version behaved as that default does."""
     differences = []
     for key in sorted(set(old) | set(new), key=str):
-        a, b = old.get(key), new.get(key)
+        a, b = old.get(key, MISSING), new.get(key)
+        default = (defaults or {}).get(key, MISSING)
+        if a is MISSING and default is not MISSING and b == default:
+            continue
+        a = None if a is MISSING else a
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += config_differences(a, b, f"{prefix}{key}.")
+            differences += config_differences(a, b, f"{prefix}{key}.", default if isinstance(default, dict) else None)
         elif a != b:
             differences.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return differences
@@ -202,30 +211,32 @@ def sample_neutral(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in SAMPLE_NEUTRAL_KEYS}
 
 
-def artifact_differences(document: dict, config: dict) -> list[str]:
+def artifact_differences(document: dict, config: dict, defaults: dict | None = None) -> list[str]:
     """How the config an artifact was drawn with differs from `config`, keys that leave the samples
-    as they are (SAMPLE_NEUTRAL_KEYS) aside."""
-    return config_differences(sample_neutral(document["metadata"].get("config") or {}), sample_neutral(config))
+    as they are (SAMPLE_NEUTRAL_KEYS) aside, and keys added since at their defaults (config_differences)."""
+    return config_differences(sample_neutral(document["metadata"].get("config") or {}), sample_neutral(config),
+                              defaults=defaults)
 
 
 def shown_differences(differences: list[str]) -> str:
     return "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
 
 
-def holds_artifact_of(path: Path, config: dict) -> bool:
+def holds_artifact_of(path: Path, config: dict, defaults: dict | None = None) -> bool:
     """True when path holds a complete artifact of this config (`overwrite` aside), False when it
-    holds none; a complete artifact of another config is an error, never silently replaced."""
+    holds none; a complete artifact of another config is an error, never silently replaced.
+    defaults: the config's defaults, for artifacts written before a key was added."""
     document = read_artifact(path)
     if document is None:
         return False
-    differences = artifact_differences(document, config)
+    differences = artifact_differences(document, config, defaults)
     if differences:
         raise UsageError(f"{path} holds the samples of another config ({shown_differences(differences)}): "
                          "overwrite=true replaces them, or choose another hydra.run.dir / hydra.sweep.dir")
     return True
 
 
-def check_replaceable(path: Path, config: dict, option: str) -> None:
+def check_replaceable(path: Path, config: dict, option: str, defaults: dict | None = None) -> None:
     """An existing file at `path` is replaced only where it holds the artifact of this same config
     (the caller checks overwrite=true first): any other file is an error, never silently replaced."""
     path = Path(path)
@@ -236,7 +247,7 @@ def check_replaceable(path: Path, config: dict, option: str) -> None:
     if document is None:
         raise UsageError(f"{shown} exists and is not an artifact of this run: overwrite=true replaces it, "
                          "or give another path")
-    differences = artifact_differences(document, config)
+    differences = artifact_differences(document, config, defaults)
     if differences:
         raise UsageError(f"{shown} holds the samples of another config ({shown_differences(differences)}): "
                          "overwrite=true replaces it, or give another path")

@@ -109,3 +109,23 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left(tiny_model_dir, tmp
         path.write_text("{half", encoding="utf-8")
     run_sweep(compose_config(f"model.name={tiny_model_dir}", "num_samples=1", "max_length=4"), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "samples.json"]
+
+
+def test_an_artifact_written_before_a_key_was_added_still_matches_its_config(tiny_model_dir, tmp_path, capsys):
+    """An older version's artifact lacks the keys added since (draws, prompt_set, runtime.sampler, ...):
+    at their defaults they leave the samples as the old version drew them, so a rerun is skipped;
+    set otherwise they are a difference, named."""
+    overrides = [f"model.name={tiny_model_dir}", "num_samples=2", "max_length=6"]
+    artifact_path = run_sweep(compose_config(*overrides), tmp_path)
+    document = json.loads(artifact_path.read_text())
+    for key in ("draws", "prompt_set", "max_new_tokens"):
+        del document["metadata"]["config"][key]
+    del document["metadata"]["config"]["runtime"]["sampler"]
+    artifact_path.write_text(json.dumps(document))
+    capsys.readouterr()
+    run_sweep(compose_config(*overrides), tmp_path)
+    assert capsys.readouterr().out.startswith("Skipped:")
+    with pytest.raises(UsageError, match=r"another config \(draws: None -> 2\)"):
+        run_sweep(compose_config(*overrides, "draws=2"), tmp_path)
+    with pytest.raises(UsageError, match=r"another config \(runtime.sampler: None -> 'sort'\)"):
+        run_sweep(compose_config(*overrides, "runtime.sampler=sort"), tmp_path)

@@ -6,7 +6,7 @@ from ..artifact import check_replaceable, check_writable
 from ..errors import UsageError
 from .cli import usage_errors_as_one_line
 from .devices import check_sampler, read_devices
-from .keys import CONFIG_DIR, CONFIG_NAME, check_keys
+from .keys import CONFIG_DIR, CONFIG_NAME, check_keys, default_config
 from .options import read_options
 from .prompts import check_prompt_set
 from .trackers import check_logger
@@ -34,7 +34,8 @@ def check_before_loading(cfg, multirun: bool = False) -> None:
             raise output_json_in_a_multirun(cfg.output_json)
         check_writable(options.output_json, "output_json")
         if not options.overwrite:
-            check_replaceable(options.output_json, OmegaConf.to_container(cfg, resolve=True), "output_json")
+            check_replaceable(options.output_json, OmegaConf.to_container(cfg, resolve=True), "output_json",
+                              default_config())
 
 
 def check_preview(argv: list[str]) -> None:

@@ -39,6 +39,20 @@ def known_keys() -> frozenset[str]:
         return frozenset(dotted_keys(compose(config_name=CONFIG_NAME)))
 
 
+@functools.cache
+def default_config() -> dict:
+    """The primary config composed without overrides, resolved, Hydra's node left out: what a key
+    added to the package since an artifact was written defaults to."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    if GlobalHydra.instance().is_initialized():
+        return OmegaConf.to_container(compose(config_name=CONFIG_NAME), resolve=True)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name=CONFIG_NAME), resolve=True)
+
+
 def unknown_key_error(keys: list[str], known) -> UsageError:
     def hint(key: str) -> str:
         parent, _, name = key.rpartition(".")

@@ -20,6 +20,7 @@ from ..decoding.sampling import sample_uniforms
 from ..errors import UsageError
 from .devices import check_sampler, load_dtype, run_dtype, trainer_arguments
 from .interrupts import Terminated, raise_terminated
+from .keys import default_config
 from .lock import run_dir_lock
 from .loading import (context_length, load_config, load_model, load_tokenizer, model_identity, parameter_count,
                       resolve_source)
@@ -125,7 +126,7 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     check_sampler(options.sampler, cfg.devices)
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME
-    if not options.overwrite and holds_artifact_of(artifact_path, config):
+    if not options.overwrite and holds_artifact_of(artifact_path, config, default_config()):
         remove_leftovers(output_dir)  # a run killed after writing its artifact, before removing its shards
         clear(output_dir / SHARD_DIR)
         print(f"Skipped: {artifact_path} already holds the samples of this config "
@@ -135,7 +136,7 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     if options.output_json is not None:
         check_writable(options.output_json, "output_json")
         if not options.overwrite:
-            check_replaceable(options.output_json, config, "output_json")
+            check_replaceable(options.output_json, config, "output_json", default_config())
     source = resolve_source(cfg.model)
     tokenizer = load_tokenizer(source)
     model_config = load_config(source)  # a Hub id's snapshot is in the cache from here on: its commit is known
