@@ -271,3 +271,21 @@ def test_a_hub_models_identity_is_the_commit_of_its_cached_snapshot(tmp_path, mo
     before, after = cached("a" * 40), cached("b" * 40)
     assert before == {"hub_id": "org/tiny", "revision": None, "commit": "a" * 40}
     assert model_change(before, after) == f"the model (commit {'a' * 12} -> {'b' * 12})"
+
+
+def test_a_finished_run_whose_model_changed_since_is_refused_not_skipped(tiny_model_dir, tmp_path, capsys):
+    """The config is the same, the weights in its model dir are not: the artifact is not this run's."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    run_dir = tmp_path / "run"
+    run_sweep(small_run(model_dir), run_dir)
+    before = (run_dir / "samples.json").read_bytes()
+    run_sweep(small_run(model_dir), run_dir)
+    assert "Skipped:" in capsys.readouterr().out
+    tiny_gpt2(len(tokenizer_of(model_dir)), seed=1).save_pretrained(model_dir)  # new weights, same config
+    with pytest.raises(UsageError, match=r"holds samples of the model \(model.safetensors changed\): "
+                                         r"overwrite=true draws them again"):
+        run_sweep(small_run(model_dir), run_dir)
+    assert (run_dir / "samples.json").read_bytes() == before
+    run_sweep(small_run(model_dir, "overwrite=true"), run_dir)
+    assert (run_dir / "samples.json").read_bytes() != before

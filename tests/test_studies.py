@@ -23,7 +23,7 @@ NEW_TOKENS = 6
 ONE_PROMPT_METADATA = ["model_name", "model_source", "num_samples", "max_length", "nucleus", "temperatures", "sweeps",
                        "prompt", "p_values", "seed", "num_samples_requested", "schedule", "batch_size",
                        "batch_size_after_out_of_memory", "stop_at_eos", "device", "device_name", "devices", "dtype",
-                       "compute_dtype", "precision", "engine", "batch_invariant", "versions", "created", "config", "overrides"]
+                       "compute_dtype", "precision", "engine", "batch_invariant", "model_identity", "versions", "created", "config", "overrides"]
 ONE_PROMPT_ENTRY = ["nucleus", "temperature", "text", "continuation", "tokens", "prompt_tokens", "metrics",
                     "token_logprobs", "token_strings", "token_kept"]
 

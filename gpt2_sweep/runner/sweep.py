@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from .. import __version__
 from ..analysis.divergence import divergence_from_reference
 from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, check_writable, holds_artifact_of,
-                        library_versions, write_json_atomic, write_table_atomic)
+                        library_versions, read_artifact, write_json_atomic, write_table_atomic)
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..decoding.sampling import sample_uniforms
 from ..errors import UsageError
@@ -31,7 +31,7 @@ from .quiet import quiet_libraries
 from .references import scored_references
 from .records import sample_record
 from .schedules import settings_in_use, sweep_settings
-from .shards import SHARD_DIR, Shards, check_identity, clear, remove_temporary_files, run_identity
+from .shards import SHARD_DIR, Shards, check_identity, clear, model_change, remove_temporary_files, run_identity
 from .study import Study
 from .tracking import log_run
 from .trackers import check_logger
@@ -118,6 +118,19 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
         return artifact_path
 
 
+def check_same_model(artifact_path: Path, model_cfg) -> None:
+    """A finished artifact of this config whose model directory's weights have changed since is
+    refused, as its shards would be: the config alone cannot tell. Hub ids and artifacts written
+    before metadata.model_identity are known by the config only."""
+    stored = (read_artifact(artifact_path) or {}).get("metadata", {}).get("model_identity") or {}
+    if "files" not in stored:
+        return
+    current = model_identity(resolve_source(model_cfg))
+    if current != stored:
+        raise UsageError(f"{artifact_path} holds samples of {model_change(stored, current)}: overwrite=true "
+                         "draws them again, or choose another hydra.run.dir / hydra.sweep.dir")
+
+
 def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Path:
     """run_sweep in a run dir this process holds."""
     options = read_options(cfg)
@@ -127,6 +140,7 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME
     if not options.overwrite and holds_artifact_of(artifact_path, config, default_config()):
+        check_same_model(artifact_path, cfg.model)
         remove_leftovers(output_dir)  # a run killed after writing its artifact, before removing its shards
         clear(output_dir / SHARD_DIR)
         print(f"Skipped: {artifact_path} already holds the samples of this config "
@@ -187,6 +201,7 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
         "precision": trainer_args["precision"],
         "engine": drawn_with["engine"],
         "batch_invariant": options.batch_invariant,
+        "model_identity": identity["model"],
         "versions": {"gpt2_sweep": __version__, **library_versions()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config,
