@@ -1,9 +1,10 @@
 """Checks each token the runner's loops pick on a device against the sampling rule in float64.
 
 Both loops run as the runner runs them (bf16 weights on a GPU, float32 sampling arithmetic): the
-generic loop (1,024 candidates, else a full sort) and the static loop (native forward; on CUDA the
-compiled sampler of runtime.sampler, a row per --samplers value, whose CUDA-graph replay must give
-the same tokens as its eager run, also counted). Every step's logits are recorded; on the CPU, in float64, the check then
+generic loop (1,024 candidates, else a full sort) and the static loop (native forward, the sampler of
+runtime.sampler, a row per --samplers value, run eagerly; on CUDA also the whole step compiled and
+replayed from CUDA graphs, whose tokens are compared with the eager run's and counted: the compiled
+forward rounds differently in bf16, so some may differ). Every step's logits are recorded; on the CPU, in float64, the check then
 recomputes from those logits the distribution the rule defines (temperature, nucleus, descending
 order with ties by the lower id, inverse CDF at the step's shared u) and compares its pick with the
 loop's. A pick may differ only where u or the nucleus value lies within --tolerance of a cumulative
@@ -94,7 +95,8 @@ def reference_picks(logits, temperatures, nuclei, uniform):
 
 def check(lm, batch, new, tolerance, device, loop="dynamic", sampler="auto"):
     """Counts for one batch of `loop` ("dynamic": lm is a RecordingLM; "static": its model's native
-    forward and runtime.sampler=`sampler`, compiled on CUDA, where the CUDA-graph replay is compared too)."""
+    forward and runtime.sampler=`sampler`, run eagerly and checked; on CUDA also compiled and replayed
+    from CUDA graphs, its tokens compared with the eager run's)."""
     start = start_token(lm.model)
     temperatures = torch.linspace(0.0, 1.5, batch)
     nuclei = torch.linspace(0.05, 1.0, batch).flip(0)
@@ -108,7 +110,10 @@ def check(lm, batch, new, tolerance, device, loop="dynamic", sampler="auto"):
     if loop == "static":
         cuda = device == "cuda"
         recorder = RecordingNative(native_model(lm.model))
-        generated = generate_static(lm.model, *arguments, compiled=cuda, native=recorder, sampler=sampler)
+        # Recorded eagerly (each (sampler, batch) then compiles once, for the captured run below: a
+        # compile of the whole step takes about 35 s on an H200); the captured run's picks are
+        # compared with these.
+        generated = generate_static(lm.model, *arguments, compiled=False, native=recorder, sampler=sampler)
         recorded = recorder.steps
         if cuda:
             replayed = generate_static(lm.model, *arguments, compiled=True, cuda_graphs=True, sampler=sampler)

@@ -6,8 +6,9 @@
 #           and off (a1); SmolLM2's shape in bf16-true and 16-mixed, DDP with one rank, a study (a2)
 #   b       the token check of both loops against the rule in float64, the static loop with the triton
 #           sampler (auto on CUDA); b2: the static loop with the sort and search samplers. Each
-#           (sampler, batch) compiles the whole step twice (recorded, then captured): about 35 s a
-#           compile on an H200, so all three samplers in one part ran past 215 s there (2026-11-30)
+#           (sampler, batch) compiles the whole step once, for its captured run (its recorded run is
+#           eager): about 35 s on an H200. Compiling twice, all three samplers in one part ran past
+#           215 s there (2026-11-30)
 #   c       each sampler alone (sampler_speed.py), then the speed table at batch 4 / 64 / 512 / 2048 x 128
 #           new tokens: the runner (auto: triton), generate() dynamic and static beside it, peak
 #           memory, first-call (compile) time, the attention kernels that ran
