@@ -120,3 +120,15 @@ def test_compiled_samplers_leave_their_cumulative_sums_to_aten(name):
     targets = [str(node.target) for graph in graphs for node in graph.graph.nodes if node.op != "placeholder"]
     assert any("row_cumsum" in target for target in targets)
     assert not any("cumsum" in target and "row_cumsum" not in target for target in targets), targets
+
+
+def test_auto_follows_the_measurements_and_falls_back_to_sort_without_triton(monkeypatch):
+    import importlib.util
+
+    from gpt2_sweep.decoding.samplers import CANDIDATES, chosen_sampler
+
+    assert (chosen_sampler("auto", True, cuda=True), chosen_sampler("auto", True, cuda=False)) == ("triton", "search")
+    assert chosen_sampler("auto", False, cuda=True) == CANDIDATES and chosen_sampler("sort", True, cuda=True) == "sort"
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else find_spec(name, *a))
+    assert chosen_sampler("auto", True, cuda=True) == "sort"

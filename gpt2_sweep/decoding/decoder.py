@@ -10,7 +10,7 @@ from .native_models import fast_attention, native_model
 from .prompts import PromptBatch
 from .sampling import RowSettings
 from .static_decode import CapturedSteps, DecodeState, bucket, decode_n_tokens, decode_one_token, prefill, stop_position
-from .samplers import CANDIDATES, step_function
+from .samplers import chosen_sampler, step_function
 
 # Every state layout and attention length bucket is a graph of its own (static shapes, by design):
 # dynamo's default of 8 per function would run later buckets uncompiled (fullgraph: fail).
@@ -83,12 +83,11 @@ class StaticDecoder:
     allocated; release() drops the state (after an out-of-memory error)."""
 
     def __init__(self, model, compiled=False, cuda_graphs=False, native=None, sampler=None):
-        """sampler: a samplers.chosen_sampler name; by default the full sort compiled, the top
-        candidates eager."""
+        """sampler: a samplers.chosen_sampler name; by default what runtime.sampler=auto takes."""
         if cuda_graphs and not compiled:
             raise ValueError("a CUDA graph needs the sync-free (compiled) step")
         self.model, self.native = model, native or native_model(model)
-        self.sampler = sampler or ("sort" if compiled else CANDIDATES)
+        self.sampler = sampler or chosen_sampler("auto", compiled, next(model.parameters()).device.type == "cuda")
         self.compiled, self.cuda_graphs = compiled, cuda_graphs
         self.allocations = 0
         self.release()

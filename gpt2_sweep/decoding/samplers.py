@@ -7,6 +7,8 @@ with torch.compile(fullgraph=True).
 - triton: triton_select.triton_step, the same selects as one Triton kernel per select (CUDA, or the
   CPU under TRITON_INTERPRET=1).
 """
+import importlib.util
+
 import torch
 
 from .ordering import candidate_step
@@ -39,7 +41,12 @@ def chosen_sampler(setting: str, compiled: bool, cuda: bool = False) -> str:
     the CPU."""
     if setting != "auto":
         return setting
-    return AUTO_SAMPLER["cuda" if cuda else "cpu"] if compiled else CANDIDATES
+    if not compiled:
+        return CANDIDATES
+    chosen = AUTO_SAMPLER["cuda" if cuda else "cpu"]
+    if chosen == "triton" and importlib.util.find_spec("triton") is None:  # a CUDA build without it
+        return "sort"
+    return chosen
 
 
 _compiled = {}
