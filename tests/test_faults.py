@@ -289,3 +289,6 @@ def test_a_finished_run_whose_model_changed_since_is_refused_not_skipped(tiny_mo
     assert (run_dir / "samples.json").read_bytes() == before
     run_sweep(small_run(model_dir, "overwrite=true"), run_dir)
     assert (run_dir / "samples.json").read_bytes() != before
+    shutil.rmtree(model_dir)  # the model gone: nothing to compare, the finished run is skipped
+    run_sweep(small_run(model_dir), run_dir)
+    assert "Skipped:" in capsys.readouterr().out

@@ -203,3 +203,22 @@ def test_repetition_drops_the_stop_token_a_study_names_and_the_table_says_where_
     unknown = "Runs with stop_at_eos whose artifact does not name the stop token"
     assert unknown not in (tmp_path / "study" / "summary.md").read_text()
     assert unknown in (tmp_path / "one" / "summary.md").read_text()
+
+
+def test_a_huge_single_run_writes_its_page_without_the_tokens_and_says_so(tiny_model_dir, tmp_path, monkeypatch):
+    """The run's own report.html keeps to the size the summary keeps to: above it, no per-token lists."""
+    import gpt2_sweep.analysis.report as report
+
+    loaded = []
+    load_samples = report.load_samples
+    monkeypatch.setattr(report, "load_samples", lambda *a, **k: loaded.append(k.get("tokens")) or load_samples(*a, **k))
+    monkeypatch.setattr(pooled, "MEASURED_ARTIFACT_BYTES", 0)
+    one_prompt_run(tiny_model_dir, tmp_path / "huge", "The fox")
+    assert loaded == [()]
+    assert "The tokens are left out: the artifacts exceed" in (tmp_path / "huge" / "report.html").read_text()
+    monkeypatch.undo()
+    loaded.clear()
+    monkeypatch.setattr(report, "load_samples", lambda *a, **k: loaded.append(k.get("tokens")) or load_samples(*a, **k))
+    one_prompt_run(tiny_model_dir, tmp_path / "small", "The fox")
+    assert loaded and loaded[0] != ()
+    assert "The tokens are left out" not in (tmp_path / "small" / "report.html").read_text()

@@ -160,3 +160,30 @@ def test_progress_counts_samples_of_the_total_with_the_time_left(monkeypatch, ca
     silent = Progress(100, 0, shown=False, stream=terminal)  # the other ranks
     assert silent.bar is None
 
+
+
+def test_shards_of_an_older_version_resume_where_its_added_keys_are_at_their_defaults(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    """Shards written before runtime.sampler existed: the same run at its default, so they are kept;
+    with another value they are another config, named."""
+    import json
+
+    import torch
+
+    overrides = one_prompt(tiny_model_dir)
+    run_sweep(compose_config(*overrides), tmp_path / "whole")
+    shards = stopped_after_two_batches(overrides, tmp_path / "run", monkeypatch)
+    for name in shards:
+        path = tmp_path / "run" / ".shards" / name
+        shard = torch.load(path, weights_only=False)
+        identity = json.loads(shard["identity"])
+        del identity["config"]["runtime"]["sampler"]
+        shard["identity"] = json.dumps(identity, sort_keys=True)
+        torch.save(shard, path)
+    with pytest.raises(UsageError, match=r"another config \(runtime.sampler: None -> 'sort'\)"):
+        run_sweep(compose_config(*overrides, "runtime.sampler=sort"), tmp_path / "run")
+    rows = []
+    monkeypatch.setattr(gpt2_sweep.runner.module, "decode", counting_decode(rows))
+    run_sweep(compose_config(*overrides), tmp_path / "run")
+    assert sum(rows) == 8 - 2 * len(shards)  # only what the old shards did not hold
+    assert without_time(artifact(tmp_path / "run")) == without_time(artifact(tmp_path / "whole"))

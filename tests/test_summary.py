@@ -184,3 +184,18 @@ def test_prompts_of_the_same_text_are_still_different_prompts_in_a_title():
     assert pooled_over(samples, ["temperature"], "point") == "n=3 per point: prompts"
     repeated = pd.concat([samples, samples.iloc[:1]])  # one run's sample twice at one value: repeated
     assert pooled_over(repeated, ["temperature"], "point") == "n=4 per point: prompts and repeated values"
+
+
+def test_the_page_of_an_artifact_with_tokens_but_no_prompt_length_shows_every_token(tmp_path):
+    """A hand-made or foreign artifact: token ids without prompt_tokens, and the seed's keys alone."""
+    document = {"metadata": {"model_name": "gpt2", "num_samples": 2, "max_length": 50, "nucleus": True,
+                             "temperatures": True, "prompt": None},
+                "texts": [{"nucleus": 0.0, "temperature": 0.0, "text": "a b", "tokens": [11, 12, 13]},
+                          {"nucleus": 1.0, "temperature": 1.0, "text": "a c", "tokens": [11, 12, 14]}]}
+    for job, texts in (("0", document["texts"]), ("1", [{k: v for k, v in text.items() if k != "tokens"}
+                                                        for text in document["texts"]])):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "samples.json").write_text(json.dumps({**document, "texts": texts}))
+    summarize(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "4 samples" in page  # before: a TypeError on int(None), and no page

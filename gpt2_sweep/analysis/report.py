@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..artifact import write_bytes_atomic
 from .divergence import first_difference, reference_index
-from .load import AXES, load_samples
+from .load import AXES, TOKEN_COLUMNS, load_samples
+from .pooled import MEASURED_ARTIFACT_BYTES, artifacts_measurable
 from .tables import METRICS, cell, decimals_for, per_setting, plain_number, python_value
 
 REPORT_NAME = "report.html"
@@ -48,15 +49,24 @@ def flat(column: pd.Series, lengths: np.ndarray, dtype) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
+def prompt_length(row) -> int | None:
+    """The row's prompt tokens; None where the artifact does not say (a hand-made or foreign one)."""
+    value = python_value(getattr(row, "prompt_tokens", None))
+    return None if value is None else int(value)
+
+
 def generated_ids(row) -> list[int]:
+    """The generated token ids; every token where the prompt's length is unknown."""
     tokens = python_value(row.tokens) if isinstance(row.tokens, float) else row.tokens
-    return [] if tokens is None else [int(token) for token in list(tokens)[int(row.prompt_tokens):]]
+    return [] if tokens is None else [int(token) for token in list(tokens)[prompt_length(row) or 0:]]
 
 
 def group_uniforms(first, length: int, uniforms: Uniforms | None) -> list[float] | None:
     """The u each generated position of the group read: the run's p_values, or the study's vector
     recomputed from its seed, prompt index and draw; None where neither is at hand."""
-    prompt_tokens = int(first.prompt_tokens)
+    prompt_tokens = prompt_length(first)
+    if prompt_tokens is None:
+        return None
     p_values = first.p_values if "p_values" in first.index else None
     if not isinstance(p_values, (list, tuple, np.ndarray)):
         if python_value(first.seed) is None or uniforms is None:
@@ -239,6 +249,12 @@ def write_report(directory: Path, samples: pd.DataFrame, pooled_markdown: str = 
 
 def write_run_report(directory: Path, uniforms: Uniforms | None = None) -> Path:
     """A single run's report.html: its samples and their means per setting (the summary command adds
-    the pooled tables and the figures)."""
-    return write_report(directory, load_samples(directory), uniforms=uniforms,
-                        note=f"python -m gpt2_sweep.summarize {directory} adds the pooled tables and the figures.")
+    the pooled tables and the figures); the tokens left out, as the summary leaves them out, where the
+    run's artifacts are too large to load them (pooled.artifacts_measurable)."""
+    measured = artifacts_measurable(directory)
+    note = f"python -m gpt2_sweep.summarize {directory} adds the pooled tables and the figures."
+    if not measured:
+        note = (f"The tokens are left out: the artifacts exceed the {MEASURED_ARTIFACT_BYTES // 2 ** 20} MiB whose "
+                f"per-token lists the page loads. {note}")
+    samples = load_samples(directory, tokens=TOKEN_COLUMNS if measured else ())
+    return write_report(directory, samples, uniforms=uniforms, note=note)

@@ -12,6 +12,7 @@ import torch
 from ..artifact import config_differences, sample_neutral, write_bytes_atomic
 from ..decoding.generation import Generated
 from ..errors import UsageError
+from .keys import default_config
 
 log = logging.getLogger(__name__)
 SHARD_DIR = ".shards"
@@ -80,7 +81,7 @@ class Shards:
         is an error; one that cannot be read is removed with a warning, its samples drawn again."""
         shards = cls(directory, identity, count)
         for path, shard in readable_shards(directory):
-            if shard["identity"] != json.dumps(identity, sort_keys=True):
+            if not same_run(shard["identity"], identity):
                 raise UsageError(refusal(directory, json.loads(shard["identity"]), identity))
             shards.add(path, shard["indices"], shard["drawn_with"])
         return shards
@@ -143,10 +144,21 @@ def readable_shards(directory: Path):
         yield path, shard
 
 
+def same_run(written: str, identity: dict) -> bool:
+    """Whether a shard's identity (canonical JSON) is this run's: the same model, and the same config
+    but for keys added to the package since the shard was written, at their defaults (as
+    artifact.config_differences counts them)."""
+    if written == json.dumps(identity, sort_keys=True):
+        return True
+    found = json.loads(written)
+    return found.get("model") == identity["model"] and not config_differences(
+        found.get("config") or {}, identity["config"], defaults=sample_neutral(default_config()))
+
+
 def check_identity(directory: Path, identity: dict) -> None:
     """Refuse, in one line, a dir whose shards are another run's (checked on its first shard)."""
     for _, shard in readable_shards(directory):
-        if shard["identity"] != json.dumps(identity, sort_keys=True):
+        if not same_run(shard["identity"], identity):
             raise UsageError(refusal(directory, json.loads(shard["identity"]), identity))
         return
 
@@ -163,7 +175,8 @@ def model_change(found: dict, wanted: dict) -> str:
 
 
 def refusal(directory: Path, found: dict, wanted: dict) -> str:
-    differences = config_differences(found.get("config") or {}, wanted["config"])
+    differences = config_differences(found.get("config") or {}, wanted["config"],
+                                     defaults=sample_neutral(default_config()))
     if found.get("model") != wanted.get("model"):
         differences.append(model_change(found.get("model") or {}, wanted.get("model") or {}))
     shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")

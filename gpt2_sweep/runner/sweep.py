@@ -120,12 +120,19 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
 
 def check_same_model(artifact_path: Path, model_cfg) -> None:
     """A finished artifact of this config whose model directory's weights have changed since is
-    refused, as its shards would be: the config alone cannot tell. Hub ids and artifacts written
-    before metadata.model_identity are known by the config only."""
+    refused, as its shards would be: the config alone cannot tell. Hub ids, GGUF models, a model dir
+    that is gone and artifacts written before metadata.model_identity are known by the config only."""
     stored = (read_artifact(artifact_path) or {}).get("metadata", {}).get("model_identity") or {}
-    if "files" not in stored:
+    # A GGUF's converted copy depends on transformers' version as well as on the file: not compared.
+    if "files" not in stored or model_cfg.get("gguf_file"):
         return
-    current = model_identity(resolve_source(model_cfg))
+    try:
+        source = resolve_source(model_cfg)
+    except UsageError:  # the model dir moved or deleted since: nothing to compare with
+        return
+    if not Path(source.location).is_dir():
+        return
+    current = model_identity(source)
     if current != stored:
         raise UsageError(f"{artifact_path} holds samples of {model_change(stored, current)}: overwrite=true "
                          "draws them again, or choose another hydra.run.dir / hydra.sweep.dir")
