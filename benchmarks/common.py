@@ -1,4 +1,7 @@
-"""What the benchmark scripts share: the model they measure and its start token."""
+"""What the benchmark scripts share: the model they measure, its start token, timing and the card's name."""
+import platform
+import time
+
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
@@ -17,3 +20,30 @@ def benchmark_model(model_dir: str | None, device: str, dtype: torch.dtype):
 def start_token(model) -> int:
     """BOS, or GPT-2's end of text where the model has none."""
     return model.config.bos_token_id if model.config.bos_token_id is not None else END_OF_TEXT
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(run, device: str) -> float:
+    """Seconds of one call, the device's queued work before it and its own work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def best_time(run, device: str, repeats: int) -> tuple[float, float]:
+    """(best seconds of `repeats` calls, seconds of the first call: compiles and captures included)."""
+    first = timed(run, device)
+    return min((timed(run, device) for _ in range(repeats)), default=float("inf")), first
+
+
+def card_name(device: str) -> str:
+    """The GPU's name, or the CPU's architecture and torch's threads."""
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"

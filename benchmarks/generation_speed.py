@@ -20,9 +20,7 @@ import argparse
 import copy
 import json
 import re
-import platform
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,30 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
-from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
+from benchmarks.common import DTYPES, benchmark_model, best_time, card_name, start_token, synchronize  # noqa: E402
 from gpt2_sweep.decoding.engines import choose_engine, decode, decoder_for  # noqa: E402
 from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_time(run, device: str, repeats: int) -> tuple[float, float]:
-    """(best seconds of `repeats` calls, seconds of the first call: compiles and captures included)."""
-    start = time.perf_counter()
-    run()  # warm-up
-    synchronize(device)
-    first = time.perf_counter() - start
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best, first
 
 
 def attention_kernels(run, device: str) -> list[str]:
@@ -137,7 +115,7 @@ def main() -> None:
                 row = {"peer": peer, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    card = card_name(device)
     name = args.model_dir or "GPT-2 124M shape, random weights"
     print(f"\n{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
     print(f"{'peer':<20} {'batch':>6} {'tok/s':>10} {'x generate()':>13} {'peak MiB':>9}")

@@ -12,9 +12,7 @@ Prints one table and writes it as JSON (--json, default benchmarks/results-sampl
 """
 import argparse
 import json
-import platform
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,22 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
-from benchmarks.common import DTYPES  # noqa: E402
+from benchmarks.common import DTYPES, best_time, card_name  # noqa: E402
 from gpt2_sweep.decoding.samplers import SAMPLERS, compiled_sampler, sampler_step  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings  # noqa: E402
-
-
-def synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(run, device: str) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    run()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def row_settings(batch: int, top_k: bool, device: str) -> RowSettings:
@@ -67,15 +52,14 @@ def main() -> None:
             logits = (torch.randn(batch, args.vocab, generator=generator) * args.scale).to(device, DTYPES[args.dtype])
             settings, uniforms = row_settings(batch, args.top_k, device), torch.rand(batch, generator=generator).to(device)
             try:
-                first = timed(lambda: step(logits, settings, uniforms), device)
-                seconds = min(timed(lambda: step(logits, settings, uniforms), device) for _ in range(args.repeats))
+                seconds, first = best_time(lambda: step(logits, settings, uniforms), device, args.repeats)
                 row = {"sampler": name, "batch": batch, "ms_per_step": round(seconds * 1e3, 3),
                        "first_call_s": round(first, 2)}
             except Exception as error:  # noqa: BLE001 - a sampler that fails is reported, not hidden
                 row = {"sampler": name, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    card = card_name(device)
     mode = "eager" if args.eager else "compiled"
     print(f"\n{card}, torch {torch.__version__}, {args.dtype} logits, vocabulary {args.vocab}, {mode}\n")
     print(f"{'sampler':<8} {'batch':>6} {'ms/step':>10} {'first call s':>13}")
