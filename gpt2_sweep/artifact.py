@@ -226,14 +226,19 @@ def holds_artifact_of(path: Path, config: dict, defaults: dict | None = None) ->
     """True when path holds a complete artifact of this config (`overwrite` aside), False when it
     holds none; a complete artifact of another config is an error, never silently replaced.
     defaults: the config's defaults, for artifacts written before a key was added."""
+    return artifact_of_config(path, config, defaults) is not None
+
+
+def artifact_of_config(path: Path, config: dict, defaults: dict | None = None) -> dict | None:
+    """holds_artifact_of's artifact itself, read once: the document, or None where there is none."""
     document = read_artifact(path)
     if document is None:
-        return False
+        return None
     differences = artifact_differences(document, config, defaults)
     if differences:
         raise UsageError(f"{path} holds the samples of another config ({shown_differences(differences)}): "
                          "overwrite=true replaces them, or choose another hydra.run.dir / hydra.sweep.dir")
-    return True
+    return document
 
 
 def check_replaceable(path: Path, config: dict, option: str, defaults: dict | None = None) -> None:

@@ -29,28 +29,27 @@ def dotted_keys(cfg) -> set[str]:
 
 
 @functools.cache  # the same in every job of a multirun
-def known_keys() -> frozenset[str]:
+def composed_defaults() -> DictConfig:
+    """The primary config composed without overrides: inside the app with its own search path."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():  # inside the app: its own search path
-        return frozenset(dotted_keys(compose(config_name=CONFIG_NAME)))
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return frozenset(dotted_keys(compose(config_name=CONFIG_NAME)))
-
-
-@functools.cache
-def default_config() -> dict:
-    """The primary config composed without overrides, resolved, Hydra's node left out: what a key
-    added to the package since an artifact was written defaults to."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
     if GlobalHydra.instance().is_initialized():
-        return OmegaConf.to_container(compose(config_name=CONFIG_NAME), resolve=True)
+        return compose(config_name=CONFIG_NAME)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return OmegaConf.to_container(compose(config_name=CONFIG_NAME), resolve=True)
+        return compose(config_name=CONFIG_NAME)
+
+
+def known_keys() -> frozenset[str]:
+    return frozenset(dotted_keys(composed_defaults()))
+
+
+def default_config() -> dict:
+    """The defaults resolved, Hydra's node left out: what a key added to the package since an
+    artifact was written defaults to."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(composed_defaults(), resolve=True)
 
 
 def unknown_key_error(keys: list[str], known) -> UsageError:

@@ -152,7 +152,7 @@ def same_run(written: str, identity: dict) -> bool:
         return True
     found = json.loads(written)
     return found.get("model") == identity["model"] and not config_differences(
-        found.get("config") or {}, identity["config"], defaults=sample_neutral(default_config()))
+        found.get("config") or {}, identity["config"], defaults=default_config())
 
 
 def check_identity(directory: Path, identity: dict) -> None:
@@ -176,7 +176,7 @@ def model_change(found: dict, wanted: dict) -> str:
 
 def refusal(directory: Path, found: dict, wanted: dict) -> str:
     differences = config_differences(found.get("config") or {}, wanted["config"],
-                                     defaults=sample_neutral(default_config()))
+                                     defaults=default_config())
     if found.get("model") != wanted.get("model"):
         differences.append(model_change(found.get("model") or {}, wanted.get("model") or {}))
     shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from .. import __version__
 from ..analysis.divergence import divergence_from_reference
-from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, check_replaceable, check_writable, holds_artifact_of,
-                        library_versions, read_artifact, write_json_atomic, write_table_atomic)
+from ..artifact import (ARTIFACT_NAME, SAMPLES_TABLE_NAME, artifact_of_config, check_replaceable, check_writable,
+                        library_versions, write_json_atomic, write_table_atomic)
 from ..decoding.memory import HEADROOM, available_memory, cpu_memory, gpu_batch_size
 from ..decoding.sampling import sample_uniforms
 from ..errors import UsageError
@@ -118,11 +118,11 @@ def run_sweep(cfg, output_dir: Path, overrides: list[str] = (), multirun: bool =
         return artifact_path
 
 
-def check_same_model(artifact_path: Path, model_cfg) -> None:
+def check_same_model(artifact_path: Path, document: dict, model_cfg) -> None:
     """A finished artifact of this config whose model directory's weights have changed since is
     refused, as its shards would be: the config alone cannot tell. Hub ids, GGUF models, a model dir
     that is gone and artifacts written before metadata.model_identity are known by the config only."""
-    stored = (read_artifact(artifact_path) or {}).get("metadata", {}).get("model_identity") or {}
+    stored = document["metadata"].get("model_identity") or {}
     # A GGUF's converted copy depends on transformers' version as well as on the file: not compared.
     if "files" not in stored or model_cfg.get("gguf_file"):
         return
@@ -146,8 +146,9 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     check_sampler(options.sampler, cfg.devices)
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME
-    if not options.overwrite and holds_artifact_of(artifact_path, config, default_config()):
-        check_same_model(artifact_path, cfg.model)
+    finished = None if options.overwrite else artifact_of_config(artifact_path, config, default_config())
+    if finished is not None:
+        check_same_model(artifact_path, finished, cfg.model)
         remove_leftovers(output_dir)  # a run killed after writing its artifact, before removing its shards
         clear(output_dir / SHARD_DIR)
         print(f"Skipped: {artifact_path} already holds the samples of this config "
