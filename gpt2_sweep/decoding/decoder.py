@@ -82,12 +82,12 @@ class StaticDecoder:
     results dropped), so a run's last, partial batch reuses them too. allocations counts the states
     allocated; release() drops the state (after an out-of-memory error)."""
 
-    def __init__(self, model, compiled=False, cuda_graphs=False, native=None, sampler=None):
-        """sampler: a samplers.chosen_sampler name; by default what runtime.sampler=auto takes."""
+    def __init__(self, model, compiled=False, cuda_graphs=False, native=None, sampler="auto"):
+        """sampler: runtime.sampler, or the name samplers.chosen_sampler made of it."""
         if cuda_graphs and not compiled:
             raise ValueError("a CUDA graph needs the sync-free (compiled) step")
         self.model, self.native = model, native or native_model(model)
-        self.sampler = sampler or chosen_sampler("auto", compiled, next(model.parameters()).device.type == "cuda")
+        self.sampler = chosen_sampler(sampler, compiled, next(model.parameters()).device.type == "cuda")
         self.compiled, self.cuda_graphs = compiled, cuda_graphs
         self.allocations = 0
         self.release()

@@ -90,8 +90,7 @@ def generate_static(model, prompts: PromptBatch, settings, uniforms, new_tokens,
                     sampler="auto") -> Generated:
     """generate()'s samples from the static loop (a StaticDecoder of its own), in blocks of block_rows
     rows if given. sampler: runtime.sampler, or what the engine chose from it."""
-    cuda = next(model.parameters()).device.type == "cuda"
-    decoder = StaticDecoder(model, compiled, cuda_graphs, native, chosen_sampler(sampler, compiled, cuda))
+    decoder = StaticDecoder(model, compiled, cuda_graphs, native, sampler)
     return in_blocks(decoder, block_rows, prompts, settings, uniforms, new_tokens, stop_token_id, on_step)
 
 
