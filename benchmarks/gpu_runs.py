@@ -32,6 +32,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.whole_run import smollm2_dir  # noqa: E402 - the bundled SmolLM2, converted once by the runner
+from gpt2_sweep import load  # noqa: E402
+
 PASSAGES = [
     "In the beginning",
     "The quick brown fox jumps over the lazy dog while the farmer sleeps in the afternoon sun",
@@ -64,15 +69,6 @@ def model_dir(group: str, tokenizer_dir: Path, root: Path, quick: bool) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
-
-
-def smollm2_dir() -> Path:
-    """The bundled SmolLM2, converted once by the runner (its tokenizer is all this script reads)."""
-    sys.path.insert(0, str(REPO))
-    from omegaconf import OmegaConf
-
-    from gpt2_sweep.runner.loading import converted_gguf_dir
-    return converted_gguf_dir(OmegaConf.load(REPO / "conf" / "model" / "smollm2.yaml"))
 
 
 def planned_runs(group: str, quick: bool) -> list[tuple[str, list[str]]]:
@@ -123,8 +119,6 @@ def run_one(name: str, overrides: list[str], model: Path, run_dir: Path, prompts
 
 
 def token_lists(run_dir: Path) -> list | None:
-    sys.path.insert(0, str(REPO))
-    from gpt2_sweep import load
     try:
         frame = load(run_dir)
     except Exception:  # noqa: BLE001 - a failed run has nothing to compare
