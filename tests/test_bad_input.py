@@ -10,6 +10,7 @@ from gpt2_sweep.runner.cli import one_line
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.runner.keys import check_keys
 from gpt2_sweep.runner.sweep import run_sweep
+from gpt2_sweep.runner.trackers import check_logger_keys
 
 
 @pytest.fixture
@@ -218,3 +219,23 @@ def test_a_run_that_fits_says_how_many_samples_it_generates(tiny_model_dir, tmp_
                              "num_samples=2", "max_length=6", "prompt=The fox"), tmp_path)
     printed = capsys.readouterr().out
     assert printed.startswith("Generating 4 samples of ") and " new tokens each ..." in printed.splitlines()[0]
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["logger=csv", "+logger.verison=v1"], "unknown key logger.verison: did you mean logger.version? (CSVLogger "
+                                            "takes save_dir, name, version, prefix, flush_logs_every_n_steps)"),
+    (["logger=mlflow", "+logger.nosuch=1"], "unknown key logger.nosuch: MLFlowLogger takes experiment_name, "
+                                            "run_name, tracking_uri, tags, "),
+    (["logger=csv", "logger._target_=lightning.pytorch.loggers.CSVLoger"],
+     "logger._target_='lightning.pytorch.loggers.CSVLoger' cannot be imported: "),
+], ids=["a typo", "a key the class does not take", "a class that cannot be imported"])
+def test_a_logger_key_its_class_does_not_take_is_refused_before_the_model_loads(tiny_model_dir, tmp_path,
+                                                                               no_model_loading, overrides, line):
+    with pytest.raises(UsageError) as refused:
+        run_sweep(compose_config(f"model.name={tiny_model_dir}", *overrides), tmp_path / "run")
+    assert str(refused.value).startswith(line) and "\n" not in str(refused.value), refused.value
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_logger_class_that_takes_any_keyword_takes_any_key():
+    check_logger_keys(compose_config("logger=tensorboard", "+logger.flush_secs=30"))  # SummaryWriter's

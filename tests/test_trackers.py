@@ -2,13 +2,14 @@
 read back from the tracker's local store; a multirun's jobs grouped by sweep dir."""
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import run_app
+from conftest import run_app, run_cli
 from gpt2_sweep.analysis.summary import summarize
 
 RUN = ("sampler=temperature", "num_samples=3", "max_length=6")
@@ -199,3 +200,53 @@ def test_a_tracker_that_fails_is_one_line_and_the_same_command_logs_the_samples_
     again = run_app(f"model.name={tiny_model_dir}", *RUN, "logger=csv", f"hydra.run.dir={run_dir}")
     assert again.returncode == 0, again.stderr
     assert "Skipped" in again.stdout and len(read_csv(run_dir / "csv" / "samples.csv")) == 3
+
+
+def without(module: str, directory: Path) -> dict:
+    """The environment of a subprocess that cannot import module, as where it is not installed."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n", encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
+
+
+def test_a_swept_tracker_that_is_not_installed_is_refused_before_the_first_job(tiny_model_dir, tmp_path):
+    """logger=csv,wandb: not the csv job first and wandb's refusal after it."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("-m", f"model.name={tiny_model_dir}", *RUN, "logger=csv,wandb", f"hydra.sweep.dir={sweep_dir}",
+                     env=without("wandb", tmp_path / "site"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == ("error: logger=wandb needs wandb: pip install -e '.[wandb]' in the checkout "
+                             "(the tested versions, pinned in pyproject.toml)\n")
+    assert not sweep_dir.exists()
+
+
+def test_a_tracker_the_sweepers_params_choose_is_checked_before_the_first_job(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    result = run_app("-m", "+experiment=batch_study", "hydra.sweeper.params.model=gpt2",
+                     "+hydra.sweeper.params.logger='csv,mlflow'", f"model.name={tmp_path / 'no-such-model'}",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 2
+    assert result.stderr == ("error: logger=mlflow needs mlflow: pip install -e '.[mlflow]' in the checkout "
+                             "(the tested versions, pinned in pyproject.toml)\n")
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_a_key_set_for_a_swept_logger_reaches_each_job(tiny_model_dir, tmp_path):
+    """++logger.version=v1 with logger=csv,tensorboard: the multirun's own config has no logger to check."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_app("-m", f"model.name={tiny_model_dir}", *RUN, "logger=csv,tensorboard", "++logger.version=v1",
+                     f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr
+    assert len(read_csv(sweep_dir / "0" / "csv" / "v1" / "samples.csv")) == 3
+    assert list((sweep_dir / "1" / "tensorboard" / "v1").glob("events.out.tfevents.*"))
+
+
+def test_an_unknown_logger_key_is_one_line_before_the_samples_are_drawn_and_no_run_dir(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_app(f"model.name={tiny_model_dir}", *RUN, "logger=csv", "+logger.verison=v1",
+                     f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2
+    assert result.stderr == ("error: unknown key logger.verison: did you mean logger.version? (CSVLogger takes "
+                             "save_dir, name, version, prefix, flush_logs_every_n_steps)\n")
+    assert not run_dir.exists()

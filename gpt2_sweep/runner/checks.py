@@ -1,6 +1,8 @@
 """Checks that need neither torch nor the model: bad input is reported before the seconds of imports."""
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..artifact import check_replaceable, check_writable
 from ..errors import UsageError
@@ -66,13 +68,43 @@ def swept_output_json(config):
     return OmegaConf.select(config, "hydra.sweeper.params.output_json")
 
 
+def logger_jobs(config) -> list | None:
+    """The configs whose logger node a multirun's jobs log with: for each value of logger=... that the
+    command line or the sweeper's params give the jobs, the config of the first job with it, composed as
+    Hydra composes that job's; [config] where no job chooses a logger of its own. None where a job
+    cannot be composed: Hydra refuses that sweep itself, in its own words, before its first job."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    lines = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    loader = GlobalHydra.instance().config_loader()
+    try:
+        values = {}  # as Hydra's basic sweeper splits them: each key's values, the command line's over the params'
+        for override in OverridesParser.create(config_loader=loader).parse_overrides(lines):
+            key = override.get_key_element()
+            if not override.is_sweep_override():
+                values[key] = [f"{key}={override.get_value_element_as_str()}"]
+            elif override.is_discrete_sweep():
+                values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        swept = [key for key in values if key.lstrip("+") == "logger"]
+        if not any(len(values[key]) > 1 or key in params for key in swept):
+            return [config]
+        first = [choices[0] for key, choices in values.items() if key not in swept]
+        return [loader.load_sweep_config(config, [*first, choice])
+                for choice in dict.fromkeys(choice for key in swept for choice in values[key])]
+    except (HydraException, OmegaConfBaseException):
+        return None
+
+
 class MultirunChecks(Callback):
     """Before a multirun's first job: bad input that all its jobs would share is refused once."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         with usage_errors_as_one_line():  # Hydra would turn an exception raised here into a warning
             check_keys(config)
-            check_logger(config)
+            for job in logger_jobs(config) or []:  # logger=csv,wandb: wandb's packages before csv's job runs
+                check_logger(job)
             # Unresolved: a path like out_${hydra:job.num}.json resolves only inside a job.
             output_json = OmegaConf.to_container(config, resolve=False).get("output_json")
             output_json = output_json or swept_output_json(config)

@@ -34,7 +34,7 @@ from .schedules import settings_in_use, sweep_settings
 from .shards import SHARD_DIR, Shards, check_identity, clear, model_change, remove_temporary_files, run_identity
 from .study import Study
 from .tracking import log_run
-from .trackers import check_logger
+from .trackers import check_logger, check_logger_keys
 
 log = logging.getLogger(__name__)
 # batch_size=null on the CPU. Bigger batches measured slower on two cores, for a study and for one
@@ -143,6 +143,7 @@ def sweep_in(cfg, output_dir: Path, overrides: list[str], multirun: bool) -> Pat
     options = read_options(cfg)
     trainer_args = trainer_arguments(cfg.devices)
     check_logger(cfg)
+    check_logger_keys(cfg)  # imports the logger's class: here, where torch is imported already
     check_sampler(options.sampler, cfg.devices)
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact_path = output_dir / ARTIFACT_NAME

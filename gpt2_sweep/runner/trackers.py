@@ -1,6 +1,8 @@
-"""The experiment tracker a config's logger=... names (conf/logger/), and whether its packages are
-installed: checked before the model loads, without importing them."""
+"""The experiment tracker a config's logger=... names (conf/logger/), whether its packages are installed
+(without importing them) and whether its class takes the config's keys: checked before the model loads."""
+import difflib
 import importlib.util
+import inspect
 from dataclasses import dataclass
 
 from hydra.experimental.callback import Callback
@@ -24,6 +26,7 @@ TRACKERS = {  # by the Lightning logger class of the config's _target_
     "WandbLogger": Tracker("wandb", ("wandb",), "wandb"),
 }
 SQLITE_MODULES = ("sqlalchemy", "alembic")  # MLflow's SQLite store, the default one
+INSTANTIATE_KEYS = {"_target_", "_convert_", "_recursive_", "_partial_", "_args_"}  # hydra.utils.instantiate's own
 
 
 def logger_config(cfg) -> dict | None:
@@ -54,6 +57,43 @@ def check_logger(cfg) -> None:
     if missing:
         raise UsageError(f"logger={tracker.choice} needs {' and '.join(missing)}: pip install -e '.[{tracker.extra}]' "
                          "in the checkout (the tested versions, pinned in pyproject.toml)")
+
+
+def check_logger_keys(cfg) -> None:
+    """Every key of the logger config is a parameter of its _target_'s constructor: one line naming the
+    first that is not, and what it takes. A class that takes **kwargs takes any key, so nothing is said
+    of those (TensorBoardLogger passes them to SummaryWriter, WandbLogger to wandb.init). Imports the
+    class: Lightning's take seconds."""
+    from hydra._internal.utils import _locate  # what instantiate imports the _target_ with
+
+    config = logger_config(cfg)
+    if config is None or not config.get("_target_"):
+        return
+    target = str(config["_target_"])
+    try:
+        constructor = _locate(target)
+    except (ImportError, ValueError) as error:
+        raise UsageError(f"logger._target_={target!r} cannot be imported: {str(error).splitlines()[-1]} "
+                         "(conf/logger/ names Lightning's: logger=csv, tensorboard, mlflow or wandb)") from None
+    try:
+        parameters = inspect.signature(constructor).parameters
+    except (TypeError, ValueError):  # a callable whose signature Python cannot read
+        return
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    keywords = [name for name, parameter in parameters.items()
+                if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    for key in config:
+        if key not in keywords and key not in INSTANTIATE_KEYS:
+            raise unknown_logger_key(key, target, keywords)
+
+
+def unknown_logger_key(key: str, target: str, parameters: list[str]) -> UsageError:
+    match = difflib.get_close_matches(key, parameters, n=1)
+    takes = f"{target.rpartition('.')[2]} takes {', '.join(parameters)}"
+    if match:
+        return UsageError(f"unknown key logger.{key}: did you mean logger.{match[0]}? ({takes})")
+    return UsageError(f"unknown key logger.{key}: {takes}")
 
 
 class SweepTracker(Callback):
