@@ -220,6 +220,17 @@ def test_a_swept_tracker_that_is_not_installed_is_refused_before_the_first_job(t
     assert not sweep_dir.exists()
 
 
+def test_a_swept_tracker_with_a_key_that_resolves_in_each_job_is_checked_before_the_first_job(tmp_path,
+                                                                                              monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    result = run_app("-m", f"model.name={tmp_path / 'no-such-model'}", "logger=csv,wandb",
+                     "++logger.name=job_${hydra:job.num}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 2
+    assert result.stderr == ("error: logger=wandb needs wandb: pip install -e '.[wandb]' in the checkout "
+                             "(the tested versions, pinned in pyproject.toml)\n")
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_a_tracker_the_sweepers_params_choose_is_checked_before_the_first_job(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)
     result = run_app("-m", "+experiment=batch_study", "hydra.sweeper.params.model=gpt2",

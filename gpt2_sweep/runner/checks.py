@@ -76,8 +76,11 @@ def logger_jobs(config) -> list | None:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    lines = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    # Unresolved, as the sweeper reads them: out_${hydra:job.num}.json resolves only inside a job.
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    params = OmegaConf.to_container(params, resolve=False) if params else {}
+    lines = [f"{key}={value}" for key, value in params.items()]
+    lines += OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     loader = GlobalHydra.instance().config_loader()
     try:
         values = {}  # as Hydra's basic sweeper splits them: each key's values, the command line's over the params'

@@ -42,9 +42,11 @@ def tracker_of(config: dict) -> Tracker | None:
 
 def check_logger(cfg) -> None:
     """The configured tracker's packages are installed: one line naming its extra otherwise."""
-    config = logger_config(cfg)
-    if config is None:
+    node = cfg.get("logger")
+    if not node:
         return
+    # Only the keys read here are resolved: a ${hydra:job.num} in another resolves only inside a job.
+    config = {key: node[key] for key in ("_target_", "tracking_uri") if key in node}
     if not config.get("_target_"):
         raise UsageError("logger needs a _target_, a Lightning logger class: logger=csv, tensorboard, mlflow or wandb")
     tracker = tracker_of(config)
