@@ -93,7 +93,7 @@ def test_native_forward_gives_the_models_logits(family):
     state = DecodeState.allocate(native, *single_prompt(ids[0], RowSettings(torch.ones(1), torch.ones(1)),
                                                         shared_uniforms(0, 9), 10), None, "cpu")
     with torch.inference_mode():
-        ours = native(ids, torch.arange(5), state.cache, bucket(5, 10))
+        ours = native(ids, torch.arange(5), state.cache, bucket(5))
         torch.testing.assert_close(ours, model(input_ids=ids).logits[:, -1], rtol=0, atol=1e-4)
 
 
@@ -120,7 +120,7 @@ def test_the_decode_step_compiles_as_one_graph(family, prompts):
     with torch.inference_mode():
         prefill(native, state)
         for position in range(state.prompt_length, max_length):
-            step(forward, state, bucket(position, max_length), search_step)
+            step(forward, state, bucket(position), search_step)
     expected = generate(model, prompts, settings, uniforms, new_tokens, stop_token_id=7).tokens
     generated = state.tokens[:, state.prompt_length:]
     assert torch.equal(generated[:, :expected.shape[1]], expected)

@@ -129,7 +129,7 @@ class StaticDecoder:
               fast_attention(dtype), torch._dynamo.config.patch(recompile_limit=STEP_GRAPHS)):
             prefill(forward, state)
             if self.cuda_graphs and self.captured is None:
-                lengths = sorted({bucket(p, max_length) for p in range(state.prompt_length, max_length)})
+                lengths = sorted({bucket(p) for p in range(state.prompt_length, max_length)})
                 self.captured = CapturedSteps(step, state, lengths)
             written = decode_n_tokens(self.captured or step, state, on_step and (lambda: on_step(batch)))
         end = stop_position(state.tokens, state.prompt_length, stop_token_id, written)

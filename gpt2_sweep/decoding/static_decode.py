@@ -17,7 +17,10 @@ from .prompts import PromptBatch
 from .sampling import RowSettings
 from .threshold_search import search_step
 
-BUCKET = 64          # attention reads the cache up to the next multiple of this many positions
+# Attention reads the cache up to the next multiple of this many positions, the cache's last columns
+# included (its width is rounded up too): every key length and mask width is a multiple of 64, as
+# CUDA's fused attention kernels want their masks aligned. Columns past a row's position are masked.
+BUCKET = 64
 CHECK_EVERY = 16     # with a stop token, steps between looks at whether every row has stopped
 
 
@@ -57,7 +60,7 @@ class DecodeState:
                    position=torch.tensor([prompt_length], device=device),
                    finished=torch.zeros(batch, dtype=torch.bool, device=device),
                    settings=settings.to(device), uniforms=uniforms.to(device),
-                   cache=new_cache(native, batch, prompt_length + new_tokens, device, starts, cache_dtype),
+                   cache=new_cache(native, batch, bucket(prompt_length + new_tokens), device, starts, cache_dtype),
                    prompts=prompts, prompt_length=prompt_length, stop_token_id=stop_token_id)
 
     def refill(self, prompts: PromptBatch, settings: RowSettings, uniforms) -> None:
@@ -92,8 +95,9 @@ def new_cache(native, batch, max_length, device, starts=None, dtype=None) -> Sta
     return StaticCache(layers, batch, native.kv_heads, max_length, native.head_dim, dtype, device, starts)
 
 
-def bucket(length: int, max_length: int) -> int:
-    return min(-(-length // BUCKET) * BUCKET, max_length)
+def bucket(length: int) -> int:
+    """The cache columns attention reads for `length` positions: the next multiple of BUCKET."""
+    return -(-length // BUCKET) * BUCKET
 
 
 def prefill(native, state: DecodeState) -> None:
@@ -106,7 +110,7 @@ def prefill(native, state: DecodeState) -> None:
     padded, _ = prompts.left_padded()
     distinct = PromptBatch(prompts.ids, torch.arange(len(prompts.ids)))
     starts = None if prompts.same_length() else row_starts(distinct).to(device)
-    width = bucket(before_last, state.tokens.shape[1])
+    width = bucket(before_last)
     prefix = state.cache.empty_like(len(prompts.ids), width, starts)
     native(padded[:, :before_last].to(device), torch.arange(before_last, device=device), prefix, width)
     state.cache.take_prefix(prefix, prompts.of_row.to(device), before_last)
@@ -161,7 +165,7 @@ def decode_n_tokens(step, state: DecodeState, on_step=None) -> int:
     (host-side only: it waits for nothing)."""
     max_length = state.tokens.shape[1]
     for position in range(state.prompt_length, max_length):
-        step(bucket(position, max_length))
+        step(bucket(position))
         if on_step is not None:
             on_step()
         done = position + 1 - state.prompt_length
