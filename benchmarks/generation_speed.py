@@ -14,7 +14,8 @@ measures a trained model (e.g. the bundled SmolLM2, as converted by the runner).
 --samplers adds a row per sampler of runtime.sampler (runner_sort, ...): the runner's static loop with
 that sampler, compiled unless --compile false (auto counts as true for these rows, the CPU included).
 
-Prints one table and writes it as JSON (--json, default benchmarks/results-<device>.json).
+Prints one table and writes it as JSON (--json, default benchmarks/results-<device>.json), rewritten
+after each row so that a run cut short keeps what it measured; exits 1 if any row failed.
 """
 import argparse
 import copy
@@ -77,6 +78,16 @@ def main() -> None:
     static = compile_setting if compile_setting is False else True
     by_sampler = {name: choose_engine(runner_model, static, sampler=name) for name in samplers}
     print(f"runner engine: {engine.describe()}", flush=True)
+    card = card_name(device)
+    model_name = args.model_dir or "GPT-2 124M shape, random weights"
+    output = args.json or Path(__file__).with_name(f"results-{device}.json")
+
+    def write(rows):  # after every row: a run cut short by a time limit keeps what it measured
+        output.write_text(json.dumps({"model": model_name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
+                                      "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
+                                      "engine": engine.describe(), "engine_invariant": invariant.describe(),
+                                      "engines_by_sampler": {name: e.describe() for name, e in by_sampler.items()},
+                                      "rows": rows}, indent=2) + "\n")
     rows = []
     batches = [int(b) for b in args.batches.split(",")]
     for batch in batches:
@@ -115,9 +126,8 @@ def main() -> None:
                 row = {"peer": peer, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    card = card_name(device)
-    name = args.model_dir or "GPT-2 124M shape, random weights"
-    print(f"\n{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
+            write(rows)
+    print(f"\n{model_name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
     print(f"{'peer':<20} {'batch':>6} {'tok/s':>10} {'x generate()':>13} {'peak MiB':>9}")
     for row in rows:
         base = next((r for r in rows if r["peer"] == "hf_generate" and r["batch"] == row["batch"]), {})
@@ -125,13 +135,8 @@ def main() -> None:
         peak = row.get("peak_memory_bytes")
         print(f"{row['peer']:<20} {row['batch']:>6} {row.get('tokens_per_s', row.get('error', '')):>10} "
               f"{ratio:>13.2f} {peak / 2**20 if peak else float('nan'):>9.0f}")
-    output = args.json or Path(__file__).with_name(f"results-{device}.json")
-    output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
-                                  "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
-                                  "engine": engine.describe(), "engine_invariant": invariant.describe(),
-                                  "engines_by_sampler": {name: e.describe() for name, e in by_sampler.items()},
-                                  "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
+    sys.exit(1 if any("error" in row for row in rows) else 0)
 
 
 if __name__ == "__main__":

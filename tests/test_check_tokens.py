@@ -58,3 +58,25 @@ def test_the_batch_invariance_script_counts_identical_samples(tiny_model_dir, tm
     assert [(row["model"], row["batch_invariant"]) for row in rows] == [
         ("random weights", False), ("random weights", True), ("output head x8", False), ("output head x8", True)]
     assert all(row["identical"] == row["samples"] == 8 for row in rows)  # the CPU is row-invariant either way
+
+
+def test_the_check_catches_a_compiled_run_that_picks_far_from_the_rule(monkeypatch):
+    """A compiled run may part from the eager one only near a boundary: a row whose compiled pick is far
+    from the float64 rule's is counted (the fake compiled run here is the eager one with row 2 from
+    step 5 on replaced by the greedy row's tokens)."""
+    check_tokens = load_script()
+    lm = check_tokens.RecordingLM(tiny_gpt2(3000, seed=1))
+    real_generate_static = check_tokens.generate_static
+
+    def swapped_when_compiled(model, *arguments, compiled=False, cuda_graphs=False, **options):
+        drawn = real_generate_static(model, *arguments, compiled=False, **options)
+        if compiled:
+            drawn.tokens = drawn.tokens.clone()
+            drawn.tokens[2, 5:] = drawn.tokens[0, 5:]
+        return drawn
+
+    monkeypatch.setattr(check_tokens, "generate_static", swapped_when_compiled)
+    counts = check_tokens.check(lm, batch=6, new=20, tolerance=1e-4, device="cpu", loop="static", compiled=True)
+    assert counts["compiled_rows_parted"] == 1
+    assert counts["compiled_partings_beyond_tolerance"] == 1, counts["largest_distance_of_a_compiled_pick"]
+    assert counts["differ_beyond_tolerance"] == 0  # the eager run itself is right
