@@ -40,8 +40,9 @@ if [ -d .whl ] && [ $cpu = 0 ]; then
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONUNBUFFERED=1
-export GPT2_SWEEP_CACHE=${GPT2_SWEEP_CACHE:-$PWD/.gpu-cache}
-tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}  # missing: gpu_runs.py takes the bundled SmolLM2's
+tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}
+tokenizer_args=()  # none: gpu_runs.py takes the bundled SmolLM2's (its GGUF package, absent on the GPU image)
+[ -d "$tokenizer" ] && tokenizer_args=(--tokenizer-dir "$tokenizer")
 parts=${*:-c1 c2 b cs d a2 c3 b2 a1 p}
 limit=${PART_LIMIT:-200}
 python=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
@@ -53,11 +54,12 @@ if [ $cpu = 1 ]; then
   model_dir="$out/tiny-gpt2"
   $python -c "import sys; from transformers import GPT2Config, GPT2LMHeadModel; import torch; torch.manual_seed(0); \
 GPT2LMHeadModel(GPT2Config(vocab_size=3000, n_layer=2, n_embd=64, n_head=2, bos_token_id=0, eos_token_id=0)).save_pretrained(sys.argv[1])" "$model_dir"
-  model=(--model-dir "$model_dir") vocab=(--vocab 3000) triton_check=(--compiled) tokenizer_args=()
+  model=(--model-dir "$model_dir") vocab=(--vocab 3000) triton_check=(--compiled)
   echo "CPU smoke run: tiny sizes, $model_dir" | tee "$out/card.txt"
 else
   device=(--device cuda --dtype bf16) small=4,64 large=512,2048 wide=2048 one=64 new=64 samples=512 quick=() compiled=()
-  model=() vocab=() triton_check=() tokenizer_args=(--tokenizer-dir "$tokenizer")
+  model=() vocab=() triton_check=()
+  export GPT2_SWEEP_CACHE=${GPT2_SWEEP_CACHE:-$PWD/.gpu-cache}  # the inductor cache, kept between calls
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
 fi
 
