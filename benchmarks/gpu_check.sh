@@ -9,7 +9,9 @@
 #           (sampler, batch) compiles the whole step once, for its captured run (its recorded run is
 #           eager): about 35 s on an H200. Compiling twice, all three samplers in one part ran past
 #           215 s there (2026-11-30)
-#   c       each sampler alone (sampler_speed.py), then the speed table at batch 4 / 64 / 512 / 2048 x 128
+#   c       each sampler alone (sampler_speed.py; triton in each kernel launch shape of TRITON_VARIANTS, each
+#           compiled afresh: about 3 s a batch size on an H200, so about 2 minutes for the part, estimated),
+#           then the speed table at batch 4 / 64 / 512 / 2048 x 128
 #           new tokens: the runner (auto: triton), generate() dynamic and static beside it, peak
 #           memory, first-call (compile) time, the attention kernels that ran
 #   p       the anchors' peers (../shared/anchors/peer_speed.py copied into .anchors/), if there
@@ -28,6 +30,8 @@ fi
 export PYTHONUNBUFFERED=1
 tokenizer=${GPU_CHECK_TOKENIZER:-.gpu-tokenizer}  # missing: gpu_runs.py takes the bundled SmolLM2's
 parts=${*:-a1 a2 b b2 c d p}
+# The triton sampler's launch shapes part c times beside the default (triton_select.KernelShape.named).
+TRITON_VARIANTS=${TRITON_VARIANTS:-default,radix2,persistent1,persistent4,warps8}
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
 
@@ -50,7 +54,7 @@ for p in $parts; do
     b2) part b2 python3 benchmarks/check_tokens.py --device cuda --dtype bf16 --batches 64 --new 64 --loops static \
          --samplers sort,search --json "$out/check-tokens-sort-search.json" ;;
     c) part c-samplers python3 benchmarks/sampler_speed.py --device cuda --batches 4,64,512,2048 --repeats 5 \
-         --json "$out/sampler-speed.json"
+         --triton-variants "$TRITON_VARIANTS" --json "$out/sampler-speed.json"
        part c python3 benchmarks/generation_speed.py --device cuda --batches 4,64,512,2048 --new 128 --dtype bf16 \
          --repeats 1 --peers runner,hf_generate,hf_generate_static --json "$out/speed.json"
 ;;

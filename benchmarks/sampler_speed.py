@@ -90,10 +90,10 @@ def main() -> None:
     card = card_name(device)
     mode = "eager" if args.eager else "compiled"
     print(f"\n{card}, torch {torch.__version__}, {args.dtype} logits, vocabulary {args.vocab}, {mode}\n")
-    print(f"{'sampler':<30} {'batch':>6} {'ms/step':>10} {'first call s':>13}")
+    print(f"{'sampler':<34} {'batch':>6} {'ms/step':>10} {'first call s':>13}")
     for row in rows:
         name = row["sampler"] + (f" {row['variant']}" if "variant" in row else "")
-        print(f"{name:<30} {row['batch']:>6} {row.get('ms_per_step', row.get('error', '')):>10} "
+        print(f"{name:<34} {row['batch']:>6} {row.get('ms_per_step', row.get('error', '')):>10} "
               f"{row.get('first_call_s', ''):>13}")
     output = args.json or Path(__file__).with_name(f"results-samplers-{device}.json")
     output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "vocab": args.vocab,

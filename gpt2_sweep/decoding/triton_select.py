@@ -8,11 +8,11 @@ at or above it; the last threshold whose mass reaches the limit fixes the digit,
 keys beyond the digit found is carried from pass to pass. A last pass over the row ranks the tied
 tokens: 8 passes + 1 with 4-bit digits on float32 keys. How it is launched (digit width, block,
 programs, warps) is a KernelShape, timed side by side by benchmarks/sampler_speed.py. Runs on CUDA,
-and on the CPU under TRITON_INTERPRET=1 (the tests do), which is read when the kernel is first built.
+and on the CPU under TRITON_INTERPRET=1 (the tests do), which triton reads when triton_kernels.py is
+first imported.
 """
 import dataclasses
 import functools
-import os
 
 import torch
 
@@ -25,8 +25,9 @@ FLOAT_LAYOUTS = {torch.int32: (127, 23), torch.int64: (1023, 52)}
 
 @dataclasses.dataclass(frozen=True)
 class KernelShape:
-    """How the kernel is launched. The default is the shape measured on an H200 (README, GPUs); the
-    others are alternatives for benchmarks/sampler_speed.py --triton-variants to measure."""
+    """How the kernel is launched. The default is the shape an H200 measured (README, GPUs; the kernel
+    read masses beside the keys then); the others are alternatives for benchmarks/sampler_speed.py
+    --triton-variants to measure."""
 
     radix_bits: int = 4       # bits of the key fixed a pass: 2**radix_bits thresholds, ceil(30 / bits) passes
     block: int = 1024         # vocabulary entries a program reads at a time
@@ -51,27 +52,16 @@ class KernelShape:
         return shape
 
     def __post_init__(self):
-        if not 1 <= self.radix_bits <= 8 or self.block < 16 or self.block & (self.block - 1) or self.num_warps < 1:
-            raise ValueError(f"{self}: radix_bits 1 to 8, block a power of two >= 16, num_warps >= 1")
+        if (not 1 <= self.radix_bits <= 8 or self.block < 16 or self.block & (self.block - 1)
+                or self.programs_per_sm < 0 or self.num_warps < 1):
+            raise ValueError(f"{self}: radix_bits 1 to 8, block a power of two >= 16, programs_per_sm >= 0, "
+                             "num_warps >= 1")
 
     def launch(self) -> tuple[int, int, int, int]:
         return self.radix_bits, self.block, self.programs_per_sm, self.num_warps
 
 
 DEFAULT_SHAPE = KernelShape()
-
-
-def interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def available() -> bool:
-    """Whether this process can run the kernel: triton installed, and CUDA or the interpreter."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available() or interpreted()
 
 
 def kernel_masses(probs: torch.Tensor) -> torch.Tensor:
