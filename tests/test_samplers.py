@@ -1,11 +1,15 @@
 """The static loop's samplers (runtime.sampler): each gives exactly the rule's step, and a run through
 each gives the eager loop's tokens."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import artifact, compose_config
+from conftest import REPO, artifact, compose_config
 from gpt2_sweep.decoding.samplers import SAMPLERS, sampler_step
 from gpt2_sweep.decoding.sampling import RowSettings, masses, sample_step
 from gpt2_sweep.runner.sweep import run_sweep
@@ -135,6 +139,38 @@ def test_the_kernels_select_is_the_torch_selects_at_every_boundary(shape):
         ours = triton_reaching(rows, row_limits, 30, unit, *KernelShape.named(shape).launch())
         expected = reaching(rows, None if unit else token_masses.expand(len(limits), -1), row_limits, 30)
         assert torch.equal(ours[0], expected[0]) and torch.equal(ours[1], expected[1])
+
+
+COMPILE_FOR_SM90 = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from gpt2_sweep.decoding.triton_kernels import masses_of, reach
+for keys, bias, mantissa in (("i32", 127, 23), ("i64", 1023, 52)):
+    for unit in (False, True):
+        signature = {"keys_ptr": "*" + keys, "limits_ptr": "*i32", "tokens_ptr": "*i64", "values_ptr": "*" + keys,
+                     "rows": "i32", "vocab": "i32", **dict.fromkeys(["KEY_BITS", "BIAS", "MANTISSA", "UNIT_MASSES",
+                                                                     "RADIX", "BLOCK"], "constexpr")}
+        constants = dict(KEY_BITS=30 if keys == "i32" else 62, BIAS=bias, MANTISSA=mantissa, UNIT_MASSES=unit,
+                         RADIX=4, BLOCK=1024)
+        triton.compile(ASTSource(reach, signature, constants), target=GPUTarget("cuda", 90, 32))
+    signature = {"keys_ptr": "*" + keys, "masses_ptr": "*i32", "count": "i32", "BIAS": "constexpr",
+                 "MANTISSA": "constexpr", "BLOCK": "constexpr"}
+    triton.compile(ASTSource(masses_of, signature, dict(BIAS=bias, MANTISSA=mantissa, BLOCK=1024)),
+                   target=GPUTarget("cuda", 90, 32))
+"""
+
+
+@pytest.mark.slow  # a process of its own, where triton compiles instead of interpreting
+def test_the_kernels_compile_for_a_gpu_without_one(tmp_path):
+    """The interpreter runs code the compiler refuses (a `break` out of a loop, say): the
+    kernels compiled for an H100/H200 (sm_90, through triton's own ptxas), float32 and float64 keys."""
+    pytest.importorskip("triton")
+    environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    environment.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    compiled = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], cwd=REPO, env=environment,
+                              capture_output=True, text=True, timeout=300)
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
 
 
 def test_kernel_shapes_are_named_over_the_default():
