@@ -12,7 +12,8 @@
 #   b       the token check of both loops against the rule in float64; the static loop with the triton
 #           sampler eagerly, then compiled and replayed from CUDA graphs (its picks held to the rule
 #           within --compiled-tolerance); b2: the static loop with the sort and search samplers
-#   cs      each sampler alone (sampler_speed.py), the triton kernel's variants beside it
+#   cs      each sampler alone (sampler_speed.py), triton in each kernel launch shape of $TRITON_VARIANTS
+#           (each compiled afresh: about 3 s a batch size on an H200, so about 2 minutes, estimated)
 #   d       how many samples stay identical across batch sizes, runtime.batch_invariant off and on
 #   a1, a2  run.py end to end with devices=gpu: GPT-2's shape in bf16-true and bf16-mixed, compile on
 #           and off (a1); SmolLM2's shape (6 layers) in bf16-true and 16-mixed, DDP with one rank, a
@@ -45,6 +46,8 @@ tokenizer_args=()  # none: gpu_runs.py takes the bundled SmolLM2's (its GGUF pac
 [ -d "$tokenizer" ] && tokenizer_args=(--tokenizer-dir "$tokenizer")
 parts=${*:-c1 c2 b cs d a2 c3 b2 a1 p}
 limit=${PART_LIMIT:-200}
+# The triton sampler's launch shapes part cs times beside the default (triton_select.KernelShape.named).
+TRITON_VARIANTS=${TRITON_VARIANTS:-default,radix2,persistent1,persistent4,warps8}
 python=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 status=0
 
@@ -89,7 +92,7 @@ for p in $parts; do
     b2) part b2 $python benchmarks/check_tokens.py "${device[@]}" "${model[@]}" "${triton_check[@]}" --batches $one \
           --new $new --loops static --samplers sort,search --json "$out/check-tokens-sort-search.json" ;;
     cs) part cs $python benchmarks/sampler_speed.py "${device[@]/bf16/fp32}" "${vocab[@]}" --batches $small,$large \
-          --repeats 5 --json "$out/sampler-speed.json" ;;
+          --repeats 5 --triton-variants "$TRITON_VARIANTS" --json "$out/sampler-speed.json" ;;
     d) part d $python benchmarks/batch_invariance.py "${device[@]}" "${model[@]}" "${compiled[@]}" --samples $samples \
          --batches $samples,$((samples / 8)),$((samples / 32 > 2 ? samples / 32 : 2)) --new $new --json "$out/batch-invariance.json" ;;
     a1) part a1 $python benchmarks/gpu_runs.py "${quick[@]}" "${tokenizer_args[@]}" --group gpt2 --json "$out/runs-gpt2.json" ;;

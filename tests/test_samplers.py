@@ -1,13 +1,17 @@
 """The static loop's samplers (runtime.sampler): each gives exactly the rule's step, and a run through
 each gives the eager loop's tokens."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import artifact, compose_config
+from conftest import REPO, artifact, compose_config
 from gpt2_sweep.decoding.samplers import SAMPLERS, sampler_step
-from gpt2_sweep.decoding.sampling import RowSettings, sample_step
+from gpt2_sweep.decoding.sampling import RowSettings, masses, sample_step
 from gpt2_sweep.runner.sweep import run_sweep
 
 # triton's tests: under its interpreter on the CPU (conftest sets TRITON_INTERPRET=1 there), else on CUDA.
@@ -65,6 +69,118 @@ def test_the_triton_sampler_settles_ties_by_token_id_like_the_sort():
     pytest.importorskip("triton")
     for uniform in (0.0, 0.2, 0.4, 0.7, 0.95):
         assert_same_step(sampler_step("triton")(logits, row_settings, uniform), sample_step(logits, row_settings, uniform))
+
+
+def edge_probabilities(dtype):
+    """Probabilities at the masses' rounding edges: exact halves of a unit (to even, down and up), whole
+    units, 0, 1, the denormals, the smallest normal, values around half a unit (2**-29), random ones."""
+    units = torch.cat([torch.arange(0, 4096), torch.arange(2**28 - 4096, 2**28)]).to(dtype)
+    tiny = torch.finfo(dtype).tiny
+    edges = torch.tensor([0.0, 1.0, tiny, tiny / 2**10, tiny * (1 - torch.finfo(dtype).eps), 2**-29, 2**-30,
+                          1.5 * 2**-30, 3 * 2**-30, 2**-31, 2**-40], dtype=dtype)
+    around = torch.cat([torch.nextafter(edges[5:], torch.zeros((), dtype=dtype)),
+                        torch.nextafter(edges[5:], torch.ones((), dtype=dtype))])
+    generator = torch.Generator().manual_seed(0)
+    uniform = torch.rand(20000, generator=generator, dtype=dtype)
+    return torch.cat([(units + 0.5) * 2**-28, units * 2**-28, edges, around, uniform, uniform * 2**-24,
+                      uniform ** 8, uniform * 2**-28])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernel_counts_each_token_the_rules_whole_units_from_its_key(dtype):
+    """The kernel reads no masses: it computes round_half_even(p * 2**28) from p's bits (sampling.masses)."""
+    pytest.importorskip("triton")
+    from gpt2_sweep.decoding.triton_select import kernel_masses
+
+    probs = edge_probabilities(dtype)
+    assert torch.equal(kernel_masses(probs), masses(probs).to(torch.int32))
+
+
+@pytest.mark.slow  # the interpreter, as above
+@pytest.mark.parametrize("shape, dtype", [("default", torch.float64), ("radix2", torch.float32),
+                                          ("radix3-block256", torch.float64), ("radix7", torch.float32),
+                                          ("persistent1", torch.float64), ("persistent3-radix5", torch.float32)])
+def test_each_kernel_shape_gives_the_rules_step(shape, dtype):
+    """Other digit widths (the last pass overlapping bits already found, or not), blocks and programs
+    that loop over rows (persistent1: one program for every row under the interpreter); float64 keys."""
+    pytest.importorskip("triton")
+    from gpt2_sweep.decoding.triton_select import KernelShape, triton_step
+
+    generator = torch.Generator().manual_seed(3)
+    logits = (torch.randn(len(TEMPERATURES), 700, generator=generator) * 3).to(dtype)
+    logits[::2] = (logits[::2] * 2).round() / 2  # ties in every other row
+    row_settings = RowSettings(torch.tensor(TEMPERATURES), torch.tensor(NUCLEI), torch.tensor(TOP_KS),
+                               torch.tensor(MIN_PS))
+    uniforms = torch.rand(len(TEMPERATURES), generator=generator)
+    ours = triton_step(logits, row_settings, uniforms, KernelShape.named(shape))
+    assert_same_step(ours, sample_step(logits, row_settings, uniforms))
+
+
+@pytest.mark.slow  # the interpreter, as above
+@pytest.mark.parametrize("shape", ["radix2-block64", "radix3-block64"])  # the default's last pass overlaps
+def test_the_kernels_select_is_the_torch_selects_at_every_boundary(shape):
+    """triton_reaching against threshold_search.reaching, on one row of keys at the limits around every
+    cumulative mass in descending order; half the keys end in a digit of all ones (where the mass
+    beyond the value found is carried from earlier passes), many tied, and with every mass 1."""
+    pytest.importorskip("triton")
+    from gpt2_sweep.decoding.threshold_search import reaching
+    from gpt2_sweep.decoding.triton_select import KernelShape, triton_reaching
+
+    generator = torch.Generator().manual_seed(4)
+    keys = torch.randint(0x30000000, 0x3A000000, (30,), generator=generator, dtype=torch.int32)  # p < 2**-11
+    keys[::2] |= 0x3F  # the last digit all ones
+    keys = torch.cat([keys, keys[:10]])[torch.randperm(40, generator=generator)]  # ties
+    token_masses = masses(keys.view(torch.float32)).to(torch.int32)
+    cumulative = token_masses.sort(descending=True).values.cumsum(0)
+    limits = torch.cat([cumulative, cumulative + 1, cumulative - 1]).clamp(1, int(cumulative[-1])).to(torch.int32)
+    for unit in (False, True):
+        rows = keys.expand(len(limits), -1) if not unit else keys.expand(40, -1)
+        row_limits = limits if not unit else torch.arange(1, 41, dtype=torch.int32)
+        ours = triton_reaching(rows, row_limits, 30, unit, *KernelShape.named(shape).launch())
+        expected = reaching(rows, None if unit else token_masses.expand(len(limits), -1), row_limits, 30)
+        assert torch.equal(ours[0], expected[0]) and torch.equal(ours[1], expected[1])
+
+
+COMPILE_FOR_SM90 = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from gpt2_sweep.decoding.triton_kernels import masses_of, reach
+for keys, bias, mantissa in (("i32", 127, 23), ("i64", 1023, 52)):
+    for unit in (False, True):
+        signature = {"keys_ptr": "*" + keys, "limits_ptr": "*i32", "tokens_ptr": "*i64", "values_ptr": "*" + keys,
+                     "rows": "i32", "vocab": "i32", **dict.fromkeys(["KEY_BITS", "BIAS", "MANTISSA", "UNIT_MASSES",
+                                                                     "RADIX", "BLOCK"], "constexpr")}
+        constants = dict(KEY_BITS=30 if keys == "i32" else 62, BIAS=bias, MANTISSA=mantissa, UNIT_MASSES=unit,
+                         RADIX=4, BLOCK=1024)
+        triton.compile(ASTSource(reach, signature, constants), target=GPUTarget("cuda", 90, 32))
+    signature = {"keys_ptr": "*" + keys, "masses_ptr": "*i32", "count": "i32", "BIAS": "constexpr",
+                 "MANTISSA": "constexpr", "BLOCK": "constexpr"}
+    triton.compile(ASTSource(masses_of, signature, dict(BIAS=bias, MANTISSA=mantissa, BLOCK=1024)),
+                   target=GPUTarget("cuda", 90, 32))
+"""
+
+
+@pytest.mark.slow  # a process of its own, where triton compiles instead of interpreting
+def test_the_kernels_compile_for_a_gpu_without_one(tmp_path):
+    """The interpreter runs code the compiler refuses (a `break` out of a loop, say): the
+    kernels compiled for an H100/H200 (sm_90, through triton's own ptxas), float32 and float64 keys."""
+    pytest.importorskip("triton")
+    environment = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    environment.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    compiled = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], cwd=REPO, env=environment,
+                              capture_output=True, text=True, timeout=300)
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
+
+
+def test_kernel_shapes_are_named_over_the_default():
+    from gpt2_sweep.decoding.triton_select import KernelShape
+
+    assert KernelShape.named("default") == KernelShape() == KernelShape(4, 1024, 0, 4)
+    assert KernelShape.named("radix2-persistent4-warps8-block512") == KernelShape(2, 512, 4, 8)
+    for bad in ("radix", "radix9", "block100", "persistant2", "radix2-"):
+        with pytest.raises(ValueError, match="radix"):
+            KernelShape.named(bad)
 
 
 @pytest.fixture(scope="module")

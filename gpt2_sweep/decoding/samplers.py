@@ -22,6 +22,8 @@ SAMPLERS = ("sort", "search", "triton")
 # - / - / 8.2 / 30.0 (-: inductor failed on the cumulative sums then, see scans.py). CPU
 # (runtime.compile=true): benchmarks/generation_speed.py, the whole loop at batch 4 / 64, 2 cores,
 # 2026-11-30: search 74 / 154 tokens/s, sort 62 / 114 (triton runs there only under its interpreter).
+# The triton kernel measured then read an int32 mass array beside the keys, 10 passes a select; it
+# reads the keys alone now, 9 passes (triton_select.py): not yet measured on a GPU.
 AUTO_SAMPLER = {"cuda": "triton", "cpu": "search"}
 # The eager static loop's step under auto: the top candidates decide most rows without a whole sort.
 CANDIDATES = "top candidates, else a full sort"

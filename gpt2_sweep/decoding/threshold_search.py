@@ -38,8 +38,11 @@ def tied_pick(keys, token_masses, limits, value, above):
 
 def reaching(keys, token_masses, limits, key_bits: int):
     """Per row, the token at which the cumulative mass in descending order first reaches `limits`
-    (each between 1 and the row's total mass): (token id, its key). token_masses and limits: int32."""
+    (each between 1 and the row's total mass): (token id, its key). token_masses and limits: int32;
+    token_masses None: every token counts 1."""
     rows = len(keys)
+    if token_masses is None:
+        token_masses = torch.ones_like(keys, dtype=torch.int32)
     value = torch.zeros(rows, dtype=keys.dtype, device=keys.device)
     above = torch.zeros(rows, dtype=torch.int32, device=keys.device)  # mass of keys beyond the prefix
     for shift, width in digit_passes(key_bits, DIGIT_BITS):
@@ -66,7 +69,8 @@ def leading(keys, ids, last, last_key):
 
 def selection_step(logits, settings: RowSettings, uniform, find) -> Step:
     """sampling.sample_step's result from selections per row, `find(keys, masses, limits, key_bits)`
-    giving (token, key) as `reaching` does: where the nucleus ends, where the top_k-th token is
+    giving (token, key) as `reaching` does (masses: round(p * MASS_UNIT) of the keys' probabilities,
+    or None where every token counts 1): where the nucleus ends, where the top_k-th token is
     (top_k on), then where u falls among the kept tokens."""
     logits, probs, uniforms = prepared(logits, settings, uniform)
     keys = probs.view(KEY_DTYPES[probs.dtype])
@@ -80,7 +84,7 @@ def selection_step(logits, settings: RowSettings, uniform, find) -> Step:
     kept = keep_all.unsqueeze(-1) | leading(keys, ids, last, last_key)
     if settings.top_ks is not None:
         top_ks = settings.top_ks.clamp(min=0, max=probs.shape[-1]).to(torch.int32)
-        kth, kth_key = find(keys, torch.ones_like(token_masses), top_ks.clamp(min=1), key_bits)
+        kth, kth_key = find(keys, None, top_ks.clamp(min=1), key_bits)
         kept &= (top_ks == 0).unsqueeze(-1) | leading(keys, ids, kth, kth_key)
     if settings.min_ps is not None:
         kept &= probs >= settings.min_ps.to(probs.dtype).unsqueeze(-1) * probs.amax(dim=-1, keepdim=True)
