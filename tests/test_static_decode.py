@@ -97,6 +97,19 @@ def test_native_forward_gives_the_models_logits(family):
         torch.testing.assert_close(ours, model(input_ids=ids).logits[:, -1], rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("prompt_length, new_tokens, width", [(1, 64, 64), (3, 62, 64), (1, 65, 128), (40, 10, 64)])
+def test_the_cache_is_as_wide_as_the_last_step_reads_rounded_to_a_bucket(prompt_length, new_tokens, width):
+    """Every attention length is a multiple of 64 (aligned masks on CUDA), and no wider than the last
+    step reads: max_length 65 reads 64 columns, and its cache holds 64, not 128."""
+    native = native_model(tiny_gpt2(3000, seed=1))
+    settings = RowSettings(torch.ones(2), torch.ones(2))
+    state = DecodeState.allocate(native, *single_prompt(list(range(1, prompt_length + 1)), settings,
+                                                        shared_uniforms(0, prompt_length + new_tokens - 1),
+                                                        prompt_length + new_tokens), None, "cpu")
+    assert state.cache.keys.shape[3] == width
+    assert bucket(prompt_length + new_tokens - 1) == width
+
+
 MIXED_PROMPTS = PromptBatch.of([[5, 17, 300], [9], [5, 17, 300], [41, 8, 2, 77, 6], [9], [3, 4], [41, 8, 2, 77, 6]])
 
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .static_decode import bucket
+
 # Per sample and vocabulary entry, the sampling step holds a few float32 rows (logits, softmax,
 # sorted values, cumulative sums) and the int64 sort indices: 32 bytes is a safe bound (twice
 # that when the sampling arithmetic runs in float64).
@@ -22,9 +24,10 @@ def kv_bytes_per_position(config, dtype: torch.dtype) -> int:
 
 
 def bytes_per_sample(config, max_length: int, dtype: torch.dtype) -> int:
-    """KV cache and sampling buffers of one sample, for a model running in `dtype`."""
+    """KV cache and sampling buffers of one sample, for a model running in `dtype`. The static loop's
+    cache is as wide as max_length rounded up to its attention bucket: counted so for both loops."""
     sampling_scale = 2 if dtype == torch.float64 else 1
-    return (kv_bytes_per_position(config, dtype) * max_length
+    return (kv_bytes_per_position(config, dtype) * bucket(max_length)
             + SAMPLING_BYTES_PER_VOCAB_ENTRY * sampling_scale * config.vocab_size)
 
 

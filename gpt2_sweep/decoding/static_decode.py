@@ -18,8 +18,9 @@ from .sampling import RowSettings
 from .threshold_search import search_step
 
 # Attention reads the cache up to the next multiple of this many positions, the cache's last columns
-# included (its width is rounded up too): every key length and mask width is a multiple of 64, as
-# CUDA's fused attention kernels want their masks aligned. Columns past a row's position are masked.
+# included (its width is rounded up too, cache_width): every key length and mask width is a multiple
+# of 64, as CUDA's fused attention kernels want their masks aligned. Columns past a row's position
+# are masked.
 BUCKET = 64
 CHECK_EVERY = 16     # with a stop token, steps between looks at whether every row has stopped
 
@@ -60,7 +61,8 @@ class DecodeState:
                    position=torch.tensor([prompt_length], device=device),
                    finished=torch.zeros(batch, dtype=torch.bool, device=device),
                    settings=settings.to(device), uniforms=uniforms.to(device),
-                   cache=new_cache(native, batch, bucket(prompt_length + new_tokens), device, starts, cache_dtype),
+                   cache=new_cache(native, batch, cache_width(prompt_length + new_tokens), device, starts,
+                                   cache_dtype),
                    prompts=prompts, prompt_length=prompt_length, stop_token_id=stop_token_id)
 
     def refill(self, prompts: PromptBatch, settings: RowSettings, uniforms) -> None:
@@ -98,6 +100,12 @@ def new_cache(native, batch, max_length, device, starts=None, dtype=None) -> Sta
 def bucket(length: int) -> int:
     """The cache columns attention reads for `length` positions: the next multiple of BUCKET."""
     return -(-length // BUCKET) * BUCKET
+
+
+def cache_width(max_length: int) -> int:
+    """The cache columns a sequence of max_length tokens needs: its last token is picked, never
+    forwarded, so the last step reads bucket(max_length - 1) columns."""
+    return bucket(max_length - 1)
 
 
 def prefill(native, state: DecodeState) -> None:
