@@ -10,8 +10,8 @@
 #   c2      the same at batch 512 and 2048
 #   c3      the whole loop at batch 2048 with the sort and search samplers (every sampler in the table)
 #   b       the token check of both loops against the rule in float64; the static loop with the triton
-#           sampler eagerly, then compiled and replayed from CUDA graphs (its picks held to the rule
-#           within --compiled-tolerance); b2: the static loop with the sort and search samplers
+#           sampler eagerly, then compiled and replayed from CUDA graphs (a row that parts from the
+#           eager run must part where rounding can explain it); b2: with the sort and search samplers
 #   cs      each sampler alone (sampler_speed.py), triton in each kernel launch shape of $TRITON_VARIANTS
 #           (each compiled afresh: about 3 s a batch size on an H200, so about 2 minutes, estimated)
 #   d       how many samples stay identical across batch sizes, runtime.batch_invariant off and on
