@@ -9,7 +9,8 @@ trained model).
     python benchmarks/batch_invariance.py --device cuda --dtype bf16 --samples 1024 --batches 1024,64,16
     python benchmarks/batch_invariance.py --device cpu --dtype fp32 --samples 16 --batches 16,4,1 --new 8
 
-Prints a table, writes JSON (--json) and exits 1 if the mode left any sample different.
+Prints a table, writes JSON (--json; rewritten after each row, so that a run cut short keeps its
+rows) and exits 1 if the mode left any sample different.
 """
 import argparse
 import copy
@@ -59,6 +60,13 @@ def main() -> None:
     peaked = copy.deepcopy(flat)
     peaked.lm_head.weight = torch.nn.Parameter(peaked.lm_head.weight.detach() * 8)  # untied: the head only
     batches = [int(b) for b in args.batches.split(",")]
+    card = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.machine()} CPU"
+    output = args.json or Path(__file__).with_name(f"batch-invariance-{args.device}.json")
+
+    def write(rows):  # after every row: a run cut short by a time limit keeps what it measured
+        output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype,
+                                      "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
+                                      "rows": rows}, indent=2) + "\n")
     rows = []
     for name, model in (("random weights", flat), ("output head x8", peaked)):
         for invariant in (False, True):
@@ -70,15 +78,12 @@ def main() -> None:
                        "identical": identical, "samples": args.samples, "engine": engine.describe()}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    card = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.machine()} CPU"
+                write(rows)
     print(f"\n{card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens\n")
     print(f"{'model':<16} {'mode':>6} {'batch':>6} {'identical':>14}")
     for row in rows:
         print(f"{row['model']:<16} {'on' if row['batch_invariant'] else 'off':>6} {row['batch']:>6} "
               f"{row['identical']:>6} / {row['samples']:<6} vs batch {row['against_batch']}")
-    output = args.json or Path(__file__).with_name(f"batch-invariance-{args.device}.json")
-    output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "new_tokens": args.new,
-                                  "date": datetime.now(timezone.utc).isoformat(), "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
     sys.exit(1 if any(row["batch_invariant"] and row["identical"] < row["samples"] for row in rows) else 0)
 

@@ -160,17 +160,21 @@ def main() -> None:
         prompts = root / "prompts.txt"
         prompts.write_text("\n".join(PASSAGES) + "\n")
         results, dirs = [], {}
+
+        def report():  # written after every run: a part cut short by its time limit keeps what ran
+            document = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                        "torch": torch.__version__, "group": args.group, "runs": results,
+                        "compile_on_vs_off": compared(results, dirs)}
+            if args.json:
+                args.json.write_text(json.dumps(document, indent=1))
+            return document
         for name, overrides in planned_runs(args.group, args.quick):
             dirs[name] = root / "runs" / name.replace(" ", "_").replace("=", "-")
             results.append(run_one(name, overrides, model, dirs[name], prompts))
-        report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-                  "torch": torch.__version__, "group": args.group, "runs": results,
-                  "compile_on_vs_off": compared(results, dirs)}
-        for pair in report["compile_on_vs_off"]:
+            document = report()
+        for pair in document["compile_on_vs_off"]:
             print(f"{' vs '.join(pair['runs'])}: {pair['identical']} / {pair['samples']} identical")
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=1))
         failed = [r["name"] for r in results if r["rc"] != 0]
         for result in results:
             if result["rc"] != 0:

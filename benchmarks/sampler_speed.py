@@ -14,7 +14,8 @@ blockN, persistentN (N programs per SM, each looping over rows), warpsN; 'defaul
     python benchmarks/sampler_speed.py --device cuda --batches 4,64,512,2048
     python benchmarks/sampler_speed.py --device cuda --samplers triton --triton-variants default,radix2,persistent1
 
-Prints one table and writes it as JSON (--json, default benchmarks/results-samplers-<device>.json).
+Prints one table and writes it as JSON (--json, default benchmarks/results-samplers-<device>.json),
+rewritten after each row so that a run cut short keeps what it measured; exits 1 if any row failed.
 """
 import argparse
 import dataclasses
@@ -75,6 +76,13 @@ def main() -> None:
     except ValueError as error:
         parser.error(f"--triton-variants: {error}")
     device, generator = args.device, torch.Generator().manual_seed(0)
+    card, mode = card_name(device), "eager" if args.eager else "compiled"
+    output = args.json or Path(__file__).with_name(f"results-samplers-{device}.json")
+
+    def write(rows):  # after every row: a run cut short by a time limit keeps what it measured
+        output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "vocab": args.vocab,
+                                      "mode": mode, "top_k": args.top_k, "date": datetime.now(timezone.utc).isoformat(),
+                                      "rows": rows}, indent=2) + "\n")
     rows = []
     for label, step in timed_samplers(args.samplers, variants, args.eager):
         for batch in (int(b) for b in args.batches.split(",")):
@@ -87,19 +95,15 @@ def main() -> None:
                 row = {**label, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    card = card_name(device)
-    mode = "eager" if args.eager else "compiled"
+            write(rows)
     print(f"\n{card}, torch {torch.__version__}, {args.dtype} logits, vocabulary {args.vocab}, {mode}\n")
     print(f"{'sampler':<34} {'batch':>6} {'ms/step':>10} {'first call s':>13}")
     for row in rows:
         name = row["sampler"] + (f" {row['variant']}" if "variant" in row else "")
         print(f"{name:<34} {row['batch']:>6} {row.get('ms_per_step', row.get('error', '')):>10} "
               f"{row.get('first_call_s', ''):>13}")
-    output = args.json or Path(__file__).with_name(f"results-samplers-{device}.json")
-    output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "vocab": args.vocab,
-                                  "mode": mode, "top_k": args.top_k, "date": datetime.now(timezone.utc).isoformat(),
-                                  "rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {output}")
+    sys.exit(1 if any("error" in row for row in rows) else 0)
 
 
 if __name__ == "__main__":

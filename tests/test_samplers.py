@@ -98,7 +98,7 @@ def test_the_kernel_counts_each_token_the_rules_whole_units_from_its_key(dtype):
 
 @pytest.mark.slow  # the interpreter, as above
 @pytest.mark.parametrize("shape, dtype", [("default", torch.float64), ("radix2", torch.float32),
-                                          ("radix3-block256", torch.float64), ("radix7", torch.float32),
+                                          ("radix3-block256", torch.float64), ("radix7-block512", torch.float32),
                                           ("persistent1", torch.float64), ("persistent3-radix5", torch.float32)])
 def test_each_kernel_shape_gives_the_rules_step(shape, dtype):
     """Other digit widths (the last pass overlapping bits already found, or not), blocks and programs
@@ -146,13 +146,15 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from gpt2_sweep.decoding.triton_kernels import masses_of, reach
+from gpt2_sweep.decoding.triton_select import KernelShape
+shapes = [KernelShape.named(name) for name in ("default", "radix2", "radix3-block512", "radix8-block256")]
 for keys, bias, mantissa in (("i32", 127, 23), ("i64", 1023, 52)):
-    for unit in (False, True):
+    for unit, shape in [(unit, shape) for unit in (False, True) for shape in shapes]:
         signature = {"keys_ptr": "*" + keys, "limits_ptr": "*i32", "tokens_ptr": "*i64", "values_ptr": "*" + keys,
                      "rows": "i32", "vocab": "i32", **dict.fromkeys(["KEY_BITS", "BIAS", "MANTISSA", "UNIT_MASSES",
                                                                      "RADIX", "BLOCK"], "constexpr")}
         constants = dict(KEY_BITS=30 if keys == "i32" else 62, BIAS=bias, MANTISSA=mantissa, UNIT_MASSES=unit,
-                         RADIX=4, BLOCK=1024)
+                         RADIX=shape.radix_bits, BLOCK=shape.block)
         triton.compile(ASTSource(reach, signature, constants), target=GPUTarget("cuda", 90, 32))
     signature = {"keys_ptr": "*" + keys, "masses_ptr": "*i32", "count": "i32", "BIAS": "constexpr",
                  "MANTISSA": "constexpr", "BLOCK": "constexpr"}
@@ -178,7 +180,7 @@ def test_kernel_shapes_are_named_over_the_default():
 
     assert KernelShape.named("default") == KernelShape() == KernelShape(4, 1024, 0, 4)
     assert KernelShape.named("radix2-persistent4-warps8-block512") == KernelShape(2, 512, 4, 8)
-    for bad in ("radix", "radix9", "block100", "persistant2", "radix2-"):
+    for bad in ("radix", "radix9", "block100", "persistant2", "radix2-", "radix8-block1024"):
         with pytest.raises(ValueError, match="radix"):
             KernelShape.named(bad)
 

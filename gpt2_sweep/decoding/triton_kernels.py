@@ -47,6 +47,9 @@ def reach(keys_ptr, limits_ptr, tokens_ptr, values_ptr, rows, vocab, KEY_BITS: t
                     masses = key_masses(keys, BIAS, MANTISSA)
                     counted = tl.where(keys[:, None] >= thresholds[None, :], masses[:, None], 0)
                 at_or_above += tl.sum(counted, axis=0)
+            # The limit was clamped to the row's total as the step computed it; the kernel's own total
+            # (threshold 0 of the first pass) is the same sum, but a limit past it would pick nothing.
+            limit = tl.minimum(limit, tl.max(at_or_above, axis=0))
             # Threshold 0 is the value found so far, whose mass always reaches the limit; the mass
             # at the first threshold past the chosen one (if any) is the mass beyond it.
             reached = at_or_above >= limit

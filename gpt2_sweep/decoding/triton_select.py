@@ -19,6 +19,8 @@ import torch
 from .sampling import RowSettings, Step
 from .threshold_search import selection_step
 
+# A pass compares a block of keys with every threshold: (block, 2**radix_bits) values in registers.
+MAX_TILE = 2**16
 # (exponent bias, mantissa bits) of the float whose bits a key holds, by the keys' dtype.
 FLOAT_LAYOUTS = {torch.int32: (127, 23), torch.int64: (1023, 52)}
 
@@ -41,21 +43,21 @@ class KernelShape:
     def named(cls, name: str) -> "KernelShape":
         """The shape a name says, parts joined by '-' over the default: e.g. radix2, persistent4,
         radix2-persistent1-warps8, block512; 'default' is the default."""
-        shape = cls()
+        changes = {}
         for part in name.split("-"):
             prefix = part.rstrip("0123456789")
             if part != "default" and (prefix not in cls.PARTS or prefix == part):
                 raise ValueError(f"unknown kernel shape part {part!r} in {name!r} (allowed: default, radixN, "
                                  "blockN, persistentN, warpsN, joined by '-')")
             if part != "default":
-                shape = dataclasses.replace(shape, **{cls.PARTS[prefix]: int(part[len(prefix):])})
-        return shape
+                changes[cls.PARTS[prefix]] = int(part[len(prefix):])
+        return dataclasses.replace(cls(), **changes)  # checked whole: radix8-block256 is a shape, radix8 alone not
 
     def __post_init__(self):
         if (not 1 <= self.radix_bits <= 8 or self.block < 16 or self.block & (self.block - 1)
-                or self.programs_per_sm < 0 or self.num_warps < 1):
-            raise ValueError(f"{self}: radix_bits 1 to 8, block a power of two >= 16, programs_per_sm >= 0, "
-                             "num_warps >= 1")
+                or self.block << self.radix_bits > MAX_TILE or self.programs_per_sm < 0 or self.num_warps < 1):
+            raise ValueError(f"{self}: radix_bits 1 to 8, block a power of two >= 16, block x 2**radix_bits at "
+                             f"most {MAX_TILE}, programs_per_sm >= 0, num_warps >= 1")
 
     def launch(self) -> tuple[int, int, int, int]:
         return self.radix_bits, self.block, self.programs_per_sm, self.num_warps
