@@ -29,7 +29,7 @@
 # Usage: bash benchmarks/gpu_check.sh [--cpu] [PART ...]   (no part: all of them, in the order above)
 # --cpu: every part at tiny sizes on the CPU, the static loop compiled where CUDA compiles it and the
 # triton sampler under TRITON_INTERPRET=1: a smoke run of the commands before device time is spent
-# (make bench-gpu-smoke; about 15 minutes on 2 cores).
+# (make bench-gpu-smoke; 7.5 minutes on 2 cores, 2026-11-30).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cpu=0
