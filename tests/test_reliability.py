@@ -189,6 +189,7 @@ def test_gpu_batch_size_fits_the_kv_cache_beside_the_weights():
     assert kv_bytes_per_position(gpt2, torch.bfloat16) == 36864  # 12 layers x 2 x 768 x 2 bytes
     per_sample = bytes_per_sample(gpt2, 257, torch.bfloat16)
     assert per_sample == 36864 * 257 + 32 * 50257
+    assert bytes_per_sample(gpt2, 66, torch.bfloat16) == 36864 * 128 + 32 * 50257  # the static cache's 2 buckets
     assert fitting_batch_size(2048, 80 * 10**9, 250 * 10**6, per_sample) == 2048
     fits = fitting_batch_size(10**6, 8 * 10**9, 250 * 10**6, per_sample)
     assert fits * per_sample <= 0.8 * (8 * 10**9 - 250 * 10**6) < (fits + 1) * per_sample

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .static_decode import bucket
+from .static_decode import cache_width
 
 # Per sample and vocabulary entry, the sampling step holds a few float32 rows (logits, softmax,
 # sorted values, cumulative sums) and the int64 sort indices: 32 bytes is a safe bound (twice
@@ -24,10 +24,10 @@ def kv_bytes_per_position(config, dtype: torch.dtype) -> int:
 
 
 def bytes_per_sample(config, max_length: int, dtype: torch.dtype) -> int:
-    """KV cache and sampling buffers of one sample, for a model running in `dtype`. The static loop's
-    cache is as wide as max_length rounded up to its attention bucket: counted so for both loops."""
+    """KV cache and sampling buffers of one sample, for a model running in `dtype`: max_length
+    positions, or the static loop's cache width where its bucket makes that wider."""
     sampling_scale = 2 if dtype == torch.float64 else 1
-    return (kv_bytes_per_position(config, dtype) * bucket(max_length)
+    return (kv_bytes_per_position(config, dtype) * max(max_length, cache_width(max_length))
             + SAMPLING_BYTES_PER_VOCAB_ENTRY * sampling_scale * config.vocab_size)
 
 
