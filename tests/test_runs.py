@@ -4,11 +4,11 @@ import logging
 import pytest
 import torch
 
+import gpt2_sweep.runner.sweep
 from conftest import artifact, compose_config, run_app
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.decoding.sampling import shared_uniforms
 from gpt2_sweep.runner.schedules import BOTH_OFF_WARNING, BOTH_ON_PAIRED_WARNING
-import gpt2_sweep.runner.sweep
 from gpt2_sweep.runner.sweep import run_sweep
 
 
@@ -94,7 +94,7 @@ def test_a_run_warns_about_a_setting_it_does_not_use(tiny_model_dir, tmp_path, c
     assert "sampler.temperature_value=0.7 is not used: temperature is swept" in caplog.text
 
 
-def test_the_console_shows_our_info_lines_and_no_librarys(tiny_model_dir, tmp_path, monkeypatch):
+def test_the_console_shows_our_info_lines_and_no_library_info_lines(tiny_model_dir, tmp_path, monkeypatch):
     """A library's INFO record stays in run.log: torch's FakeTensor cache stats at exit, which reach the
     root logger where a Ctrl-C cut torch's import short before torch set up its own logging."""
     torch_logger = logging.getLogger("torch")  # as it is before torch's logging is set up
