@@ -131,7 +131,12 @@ def signal_when(process, signum, ready, timeout=180) -> tuple[int, str, str]:
         time.sleep(0.02)
     assert process.poll() is None, "the run ended before the signal could be sent"
     process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # the signal was lost: the run would go on after the test
+        process.kill()
+        process.communicate()
+        raise
     return process.returncode, stdout, stderr
 
 

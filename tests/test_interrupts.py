@@ -33,6 +33,21 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_dir(tiny_model_dir
 
 
 @pytest.mark.slow
+def test_ctrl_c_ends_a_run_that_started_with_sigint_ignored(tiny_model_dir, tmp_path):
+    """A background job of a shell script (`make test &`) inherits SIGINT ignored, and Python keeps it
+    so: the run takes Ctrl-C all the same."""
+    run_dir = tmp_path / "run"
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the run inherits
+    try:
+        process = start_run(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={run_dir}")
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    result = signal_when(process, signal.SIGINT, lambda: (run_dir / ".hydra" / "config.yaml").exists())
+    assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_generation_is_one_line_and_keeps_only_the_finished_batches(tiny_model_dir, tmp_path):
     process = start_run(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={tmp_path}")
     result = signal_when(process, signal.SIGINT, lambda: list(tmp_path.glob(".shards/*.pt")) and time.sleep(1) is None)

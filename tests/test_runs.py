@@ -1,7 +1,10 @@
 """Whole runs in-process: the config composed as run.py composes it, then run_sweep, as run.py calls it."""
+import logging
+
 import pytest
 import torch
 
+import gpt2_sweep.runner.sweep
 from conftest import artifact, compose_config, run_app
 from gpt2_sweep.errors import UsageError
 from gpt2_sweep.decoding.sampling import shared_uniforms
@@ -89,6 +92,29 @@ def test_a_run_warns_about_a_setting_it_does_not_use(tiny_model_dir, tmp_path, c
     run(tmp_path, f"model.name={tiny_model_dir}", "sampler=temperature", "sampler.temperature_value=0.7",
         "num_samples=2", "max_length=4")
     assert "sampler.temperature_value=0.7 is not used: temperature is swept" in caplog.text
+
+
+def test_the_console_shows_our_info_lines_and_no_library_info_lines(tiny_model_dir, tmp_path, monkeypatch):
+    """A library's INFO record stays in run.log: torch's FakeTensor cache stats at exit, which reach the
+    root logger where a Ctrl-C cut torch's import short before torch set up its own logging."""
+    torch_logger = logging.getLogger("torch")  # as it is before torch's logging is set up
+    monkeypatch.setattr(torch_logger, "propagate", True)
+    monkeypatch.setattr(torch_logger, "handlers", [])
+    monkeypatch.setattr(torch_logger, "level", logging.NOTSET)
+    quiet_libraries = gpt2_sweep.runner.sweep.quiet_libraries
+
+    def quiet_libraries_then_log():
+        quiet_libraries()
+        logging.getLogger("torch._subclasses.fake_tensor_stats").info("FakeTensor cache stats:")
+        logging.getLogger("gpt2_sweep.runner.progress").info("Generated 1 of 2 samples")
+        logging.getLogger("torch._subclasses.fake_tensor_stats").warning("a library's warning")
+
+    monkeypatch.setattr(gpt2_sweep.runner.sweep, "quiet_libraries", quiet_libraries_then_log)
+    result = run_app(f"model.name={tiny_model_dir}", "sampler=temperature", "num_samples=2", "max_length=4",
+                     f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["info: Generated 1 of 2 samples", "warning: a library's warning"]
+    assert "[torch._subclasses.fake_tensor_stats][INFO] - FakeTensor cache stats:" in (tmp_path / "run.log").read_text()
 
 
 def test_a_multiruns_jobs_print_one_line_each_and_warnings_go_to_stderr_as_one_plain_line(tiny_model_dir, tmp_path):

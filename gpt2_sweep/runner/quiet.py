@@ -1,4 +1,5 @@
-"""The console keeps to the run's own output: library banners and warnings quiet, ours one line on stderr."""
+"""The console keeps to the run's own output: library banners, INFO records and warnings quiet, ours one
+line on stderr."""
 import logging
 import warnings
 
@@ -10,6 +11,19 @@ BANNER_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.uti
 # A DDP rank that SIGTERM stopped: "Terminating process ... via signal SIGTERM" (a warning); we say it.
 QUIET_LOGGERS = ("torch.multiprocessing.spawn",)
 LIBRARY_WARNINGS = (".*does not have many workers.*", ".*treespec.*")
+
+
+OWN_LOGGER = "gpt2_sweep"
+
+
+class OwnInfoOnly(logging.Filter):
+    """The console's filter: INFO and below from our loggers only (a library's INFO records, such as
+    torch's FakeTensor cache stats at exit, which reach the root logger when a Ctrl-C cut torch's import
+    short before it set up its own logging, stay in run.log); warnings and errors from anyone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.levelno >= logging.WARNING or record.name == OWN_LOGGER
+                or record.name.startswith(OWN_LOGGER + "."))
 
 
 class ConsoleFormatter(logging.Formatter):
