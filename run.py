@@ -2,9 +2,8 @@
 import sys
 from pathlib import Path
 
-from gpt2_sweep.runner.interrupts import interrupts_as_one_line, take_ctrl_c
+from gpt2_sweep.runner.interrupts import interrupts_as_one_line
 
-take_ctrl_c()
 with interrupts_as_one_line():  # Ctrl-C while these import ends like Ctrl-C later on
     import hydra
     from hydra.core.hydra_config import HydraConfig

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import runpy
+import signal
 import subprocess
 import sys
 import time
@@ -119,9 +120,11 @@ def run_cli(*overrides, cwd=None, env=None, timeout=300) -> subprocess.Completed
 
 
 def start_run(*overrides) -> subprocess.Popen:
-    """`python run.py OVERRIDES` started in a subprocess, its output captured: for the signal tests."""
+    """`python run.py OVERRIDES` started in a subprocess, its output captured: for the signal tests.
+    SIGINT at its default there, whatever this process inherited (a background job ignores it)."""
     return subprocess.Popen([sys.executable, str(REPO / "run.py"), *map(str, overrides)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def signal_when(process, signum, ready, timeout=180) -> tuple[int, str, str]:

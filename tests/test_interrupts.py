@@ -33,9 +33,9 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_dir(tiny_model_dir
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_a_run_that_started_with_sigint_ignored(tiny_model_dir, tmp_path):
-    """A background job of a shell script (`make test &`) inherits SIGINT ignored, and Python keeps it
-    so: the run takes Ctrl-C all the same."""
+def test_the_signal_tests_hold_when_pytest_itself_ignores_sigint(tiny_model_dir, tmp_path):
+    """pytest run as a shell script's background job (`make test &`) inherits SIGINT ignored, and so
+    would the runs it starts (Python keeps an inherited ignore): start_run gives each its default."""
     run_dir = tmp_path / "run"
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the run inherits
     try:

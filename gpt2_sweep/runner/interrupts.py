@@ -3,9 +3,9 @@ a traceback.
 
 What was finished stays (artifacts are written whole or not at all, finished batches as shards); a
 multirun in progress first writes the summary of the jobs that finished. SIGTERM during generation
-stops at the next batch boundary (sweep.predict), elsewhere at once, both also where the program started
-with them ignored. Only the standard library here: run.py imports this before anything else, so that a
-signal during its imports ends the same way.
+stops at the next batch boundary (sweep.predict), elsewhere at once. A run started with SIGINT ignored
+(a shell script's background job) keeps ignoring it, as Python leaves it. Only the standard library
+here: run.py imports this before anything else, so that a signal during its imports ends the same way.
 """
 import signal
 import sys
@@ -34,14 +34,6 @@ class Terminated(BaseException):
 
 def raise_terminated(signum, frame):
     raise Terminated
-
-
-def take_ctrl_c() -> None:
-    """Ctrl-C raises KeyboardInterrupt in this process from here on, also where it started with SIGINT
-    ignored: a background job of a shell script (`make test &`, `cmd &` in a CI step) inherits SIGINT
-    ignored, Python keeps it so, and a Ctrl-C or `kill -INT` would be lost while the run goes on."""
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextmanager
