@@ -33,21 +33,6 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_dir(tiny_model_dir
 
 
 @pytest.mark.slow
-def test_the_signal_tests_hold_when_pytest_itself_ignores_sigint(tiny_model_dir, tmp_path):
-    """pytest run as a shell script's background job (`make test &`) inherits SIGINT ignored, and so
-    would the runs it starts (Python keeps an inherited ignore): start_run gives each its default."""
-    run_dir = tmp_path / "run"
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the run inherits
-    try:
-        process = start_run(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={run_dir}")
-    finally:
-        signal.signal(signal.SIGINT, handler)
-    result = signal_when(process, signal.SIGINT, lambda: (run_dir / ".hydra" / "config.yaml").exists())
-    assert_one_interrupted_line(*result, f"nothing half-written is left; {RESUME}")
-    assert not run_dir.exists()
-
-
-@pytest.mark.slow
 def test_ctrl_c_during_generation_is_one_line_and_keeps_only_the_finished_batches(tiny_model_dir, tmp_path):
     process = start_run(f"model.name={tiny_model_dir}", *LONG_RUN, f"hydra.run.dir={tmp_path}")
     result = signal_when(process, signal.SIGINT, lambda: list(tmp_path.glob(".shards/*.pt")) and time.sleep(1) is None)
