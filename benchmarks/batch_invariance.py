@@ -14,10 +14,8 @@ rows) and exits 1 if the mode left any sample different.
 """
 import argparse
 import copy
-import json
 import platform
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
-from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
+from benchmarks.common import DTYPES, RowLog, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.decoding.engines import choose_engine, decode, decoder_for  # noqa: E402
 from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
@@ -62,12 +60,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     card = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.machine()} CPU"
     output = args.json or Path(__file__).with_name(f"batch-invariance-{args.device}.json")
-
-    def write(rows):  # after every row: a run cut short by a time limit keeps what it measured
-        output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype,
-                                      "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
-                                      "rows": rows}, indent=2) + "\n")
-    rows = []
+    log = RowLog(output, {"card": card, "torch": torch.__version__, "dtype": args.dtype, "new_tokens": args.new})
     for name, model in (("random weights", flat), ("output head x8", peaked)):
         for invariant in (False, True):
             engine = choose_engine(model, compile_setting, batch_invariant=invariant)
@@ -76,9 +69,8 @@ def main() -> None:
                 identical = int((other == tokens[0]).all(dim=-1).sum())
                 row = {"model": name, "batch_invariant": invariant, "batch": batch, "against_batch": batches[0],
                        "identical": identical, "samples": args.samples, "engine": engine.describe()}
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-                write(rows)
+                log.add(row)
+    rows = log.rows
     print(f"\n{card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens\n")
     print(f"{'model':<16} {'mode':>6} {'batch':>6} {'identical':>14}")
     for row in rows:

@@ -26,11 +26,9 @@ exits 1 if any pick differs from the float64 rule beyond the tolerance, the full
 sampler anywhere, or a compiled parting that rounding within --compiled-ulps cannot explain.
 """
 import argparse
-import json
 import math
 import platform
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
-from benchmarks.common import DTYPES, benchmark_model, start_token  # noqa: E402
+from benchmarks.common import DTYPES, RowLog, benchmark_model, start_token  # noqa: E402
 from gpt2_sweep.decoding.engines import generate_static  # noqa: E402
 from gpt2_sweep.decoding.generation import CausalLM, generate  # noqa: E402
 from gpt2_sweep.decoding.native_models import native_model  # noqa: E402
@@ -227,18 +225,14 @@ def main() -> None:
     card = torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU"
     name = args.model_dir or "GPT-2 124M shape, random weights"
     output = args.json or Path(__file__).with_name(f"check-tokens-{device}.json")
-    rows = []
+    log = RowLog(output, {"model": name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
+                          "new_tokens": args.new, "tolerance": args.tolerance, "compiled_ulps": args.compiled_ulps})
     for loop in args.loops.split(","):
         for sampler in args.samplers.split(",") if loop == "static" else ["auto"]:
             for batch in args.batches.split(","):
-                rows.append(check(lm, int(batch), args.new, args.tolerance, device, loop, sampler, args.compiled,
-                                  args.compiled_ulps))
-                print(json.dumps(rows[-1]), flush=True)
-                output.write_text(json.dumps({"model": name, "card": card, "torch": torch.__version__,
-                                              "dtype": args.dtype, "new_tokens": args.new, "tolerance": args.tolerance,
-                                              "compiled_ulps": args.compiled_ulps,
-                                              "date": datetime.now(timezone.utc).isoformat(), "rows": rows},
-                                             indent=2) + "\n")
+                log.add(check(lm, int(batch), args.new, args.tolerance, device, loop, sampler, args.compiled,
+                              args.compiled_ulps))
+    rows = log.rows
     print(f"\n{name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens, "
           f"tolerance {args.tolerance:g}, compiled {args.compiled_ulps:g} ulps\n")
     print(f"{'loop':>8} {'sampler':>8} {'batch':>6} {'picks':>8} {'agree':>8} {'differ <= tol':>14} {'differ > tol':>13} "

@@ -1,6 +1,10 @@
-"""What the benchmark scripts share: the model they measure, its start token, timing and the card's name."""
+"""What the benchmark scripts share: the model they measure, its start token, timing, the card's name
+and the JSON file of their rows."""
+import json
 import platform
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -47,3 +51,17 @@ def card_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+class RowLog:
+    """A benchmark's rows: each printed as a JSON line when added, and the JSON file (header, date,
+    rows) rewritten, so that a run cut short by a time limit keeps what it measured."""
+
+    def __init__(self, output: Path, header: dict):
+        self.output, self.header, self.rows = output, header, []
+
+    def add(self, row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        self.rows.append(row)
+        self.output.write_text(json.dumps({**self.header, "date": datetime.now(timezone.utc).isoformat(),
+                                           "rows": self.rows}, indent=2) + "\n")

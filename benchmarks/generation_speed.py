@@ -19,10 +19,8 @@ after each row so that a run cut short keeps what it measured; exits 1 if any ro
 """
 import argparse
 import copy
-import json
 import re
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
-from benchmarks.common import DTYPES, benchmark_model, best_time, card_name, start_token, synchronize  # noqa: E402
+from benchmarks.common import (DTYPES, RowLog, benchmark_model, best_time, card_name, start_token,  # noqa: E402
+                               synchronize)
 from gpt2_sweep.decoding.engines import choose_engine, decode, decoder_for  # noqa: E402
 from gpt2_sweep.decoding.prompts import one_prompt  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings, shared_uniforms  # noqa: E402
@@ -81,14 +80,10 @@ def main() -> None:
     card = card_name(device)
     model_name = args.model_dir or "GPT-2 124M shape, random weights"
     output = args.json or Path(__file__).with_name(f"results-{device}.json")
-
-    def write(rows):  # after every row: a run cut short by a time limit keeps what it measured
-        output.write_text(json.dumps({"model": model_name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
-                                      "new_tokens": args.new, "date": datetime.now(timezone.utc).isoformat(),
-                                      "engine": engine.describe(), "engine_invariant": invariant.describe(),
-                                      "engines_by_sampler": {name: e.describe() for name, e in by_sampler.items()},
-                                      "rows": rows}, indent=2) + "\n")
-    rows = []
+    log = RowLog(output, {"model": model_name, "card": card, "torch": torch.__version__, "dtype": args.dtype,
+                          "new_tokens": args.new, "engine": engine.describe(), "engine_invariant": invariant.describe(),
+                          "engines_by_sampler": {name: e.describe() for name, e in by_sampler.items()}})
+    rows = log.rows
     batches = [int(b) for b in args.batches.split(",")]
     for batch in batches:
         ids = torch.full((batch, 1), start, device=device)
@@ -124,9 +119,7 @@ def main() -> None:
                     row["attention_kernels"] = attention_kernels(runs[peer], device)
             except Exception as error:  # noqa: BLE001 - a peer that fails is reported, not hidden
                 row = {"peer": peer, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-            write(rows)
+            log.add(row)
     print(f"\n{model_name}; {card}, torch {torch.__version__}, {args.dtype}, {args.new} new tokens from one start token\n")
     print(f"{'peer':<20} {'batch':>6} {'tok/s':>10} {'x generate()':>13} {'peak MiB':>9}")
     for row in rows:

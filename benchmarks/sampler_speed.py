@@ -20,9 +20,7 @@ rewritten after each row so that a run cut short keeps what it measured; exits 1
 import argparse
 import dataclasses
 import functools
-import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gpt2_sweep  # noqa: E402,F401 - sets MKL_CBWR before torch runs MKL
 import torch  # noqa: E402
 
-from benchmarks.common import DTYPES, best_time, card_name  # noqa: E402
+from benchmarks.common import DTYPES, RowLog, best_time, card_name  # noqa: E402
 from gpt2_sweep.decoding.samplers import SAMPLERS, compiled_sampler, sampler_step  # noqa: E402
 from gpt2_sweep.decoding.sampling import RowSettings  # noqa: E402
 from gpt2_sweep.decoding.triton_select import KernelShape  # noqa: E402 - imports triton only when it runs
@@ -78,12 +76,8 @@ def main() -> None:
     device, generator = args.device, torch.Generator().manual_seed(0)
     card, mode = card_name(device), "eager" if args.eager else "compiled"
     output = args.json or Path(__file__).with_name(f"results-samplers-{device}.json")
-
-    def write(rows):  # after every row: a run cut short by a time limit keeps what it measured
-        output.write_text(json.dumps({"card": card, "torch": torch.__version__, "dtype": args.dtype, "vocab": args.vocab,
-                                      "mode": mode, "top_k": args.top_k, "date": datetime.now(timezone.utc).isoformat(),
-                                      "rows": rows}, indent=2) + "\n")
-    rows = []
+    log = RowLog(output, {"card": card, "torch": torch.__version__, "dtype": args.dtype, "vocab": args.vocab,
+                          "mode": mode, "top_k": args.top_k})
     for label, step in timed_samplers(args.samplers, variants, args.eager):
         for batch in (int(b) for b in args.batches.split(",")):
             logits = (torch.randn(batch, args.vocab, generator=generator) * args.scale).to(device, DTYPES[args.dtype])
@@ -93,9 +87,8 @@ def main() -> None:
                 row = {**label, "batch": batch, "ms_per_step": round(seconds * 1e3, 3), "first_call_s": round(first, 2)}
             except Exception as error:  # noqa: BLE001 - a sampler that fails is reported, not hidden
                 row = {**label, "batch": batch, "error": f"{type(error).__name__}: {str(error)[:200]}"}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-            write(rows)
+            log.add(row)
+    rows = log.rows
     print(f"\n{card}, torch {torch.__version__}, {args.dtype} logits, vocabulary {args.vocab}, {mode}\n")
     print(f"{'sampler':<34} {'batch':>6} {'ms/step':>10} {'first call s':>13}")
     for row in rows:
